@@ -1,0 +1,28 @@
+"""Shared test set-up: quiet TensorFlow, Agg plots, and tiny in-memory galaxy sources."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from datasets.source import ArraySource  # noqa: E402
+
+
+@pytest.fixture
+def tiny_images():
+    """8 random RGB images of 16×16 in [0, 1] and labels 0..3."""
+    rng = np.random.default_rng(0)
+    return rng.random((8, 16, 16, 3), dtype=np.float32), np.arange(8) % 4
+
+
+@pytest.fixture
+def striped_source():
+    """A labeled in-memory source whose classes differ in structure (stripe direction), 24×24 uint8."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 60, (40, 24, 24, 3), dtype=np.uint8)
+    labels = np.arange(40) % 2
+    images[labels == 0, ::4] = 220
+    images[labels == 1, :, ::4] = 220
+    return ArraySource(images, labels, ("rows", "columns"), name="stripes")

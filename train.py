@@ -1,0 +1,89 @@
+"""Train a zoo model: `python train.py --model vae` (synthetic galaxies, sensible defaults).
+
+Thin CLI: flags → training.TrainConfig → training.train, which writes the run folder.
+"""
+from __future__ import annotations
+
+import cli
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as JSON when it parses (numbers, true/false), else as a string."""
+    import argparse
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def build_parser() -> cli.Parser:
+    parser = cli.Parser(prog="train.py", description="Train an astrozoo model and write a run folder.")
+    parser.add_argument("--list", action="store_true", help="list models (capabilities, parameters) and datasets")
+    parser.add_argument("--model", help="registered model name (see --list)")
+    parser.add_argument("--dataset", default="synthetic-galaxies", help="dataset source (see --list)")
+    parser.add_argument("--data-dir", help="file or folder the dataset reads (galaxy10: the .h5 file)")
+    parser.add_argument("--classes", help="keep these classes, comma-separated names or indices, e.g. 2,5,6")
+    parser.add_argument("--limit", type=cli.positive_int, help="use only the first N images")
+    parser.add_argument("--image-size", type=cli.positive_int, default=64, help="square size in px (multiple of 8)")
+    parser.add_argument("--crop", type=cli.positive_float,
+                        help="keep this central fraction of each image before resizing, e.g. 0.5")
+    parser.add_argument("--epochs", type=cli.positive_int, help="default 10; with --resume: train on to this many")
+    parser.add_argument("--steps-per-epoch", type=cli.positive_int, help="batches per epoch (default: one pass)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=32)
+    parser.add_argument("--learning-rate", type=cli.positive_float, help="default: the model's own")
+    parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="turn off random flips and 90° rotations")
+    parser.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+                        help="a model option, e.g. --option preset=wide --option latent_dim=32")
+    parser.add_argument("--seed", type=int, default=0, help="drives data, shuffling, initialisation and sampling")
+    parser.add_argument("--out", help="run folder (default runs/<model>-<timestamp>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last finished epoch")
+    return parser
+
+
+def print_catalogue() -> None:
+    import datasets
+    import zoo
+
+    print(f"{'model':<14}{'world':<13}{'parameters':>12}  capabilities")
+    for name in zoo.list_models():
+        entry = zoo.get_entry(name)
+        model = zoo.create(name)
+        count = f"{model.count_params():,}" if hasattr(model, "count_params") else "-"
+        print(f"{name:<14}{entry.world:<13}{count:>12}  {', '.join(entry.capabilities)}   {entry.description}")
+    print(f"\n{'dataset':<20}description")
+    for name, description in datasets.list_datasets().items():
+        print(f"{name:<20}{description}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        return print_catalogue()
+    from training import TrainConfig, load_config, train
+
+    if args.resume:
+        config = load_config(args.resume)
+        config.epochs = args.epochs or config.epochs
+        run_dir, final = train(config, run_dir=args.resume, resume=True)
+    else:
+        if not args.model:
+            raise cli.UsageError("no --model given. Pick one from 'python train.py --list', e.g. --model vae")
+        config = TrainConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, classes=args.classes,
+                             limit=args.limit, image_size=args.image_size, crop=args.crop, epochs=args.epochs or 10,
+                             steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                             learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
+                             augment=args.augment, seed=args.seed, options=dict(args.option))
+        run_dir, final = train(config, run_dir=args.out)
+    metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.startswith("val_"))
+    print(f"done: {run_dir}  {metrics}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

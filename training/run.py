@@ -1,0 +1,166 @@
+"""One training run: open the data, build the model, fit, and fill the run folder.
+
+Run folder (DESIGN.md): config.json (every option and default, the package versions), model.keras,
+history.csv (with per-epoch `seconds`), logs/ (TensorBoard), samples/ (per-epoch grids / confusion
+matrices) and checkpoint/ (weights, optimizer state and epoch, from Keras' BackupAndRestore) for --resume.
+Everything that can be wrong with the input is checked before the folder is created.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import datasets
+import zoo
+from datasets.pipeline import make_dataset, to_numpy
+from datasets.source import DataError
+from evaluation.files import write_atomic, write_json
+from training.callbacks import EpochTimer, SampleWriter
+from zoo.registry import ModelError
+
+MAX_SAMPLE_IMAGES = 2000
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a run; train.py's flags map one to one onto these fields."""
+
+    model: str
+    dataset: str = "synthetic-galaxies"
+    data_dir: str | None = None
+    classes: str | None = None
+    limit: int | None = None
+    image_size: int = 64
+    crop: float | None = None
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    batch_size: int = 32
+    learning_rate: float | None = None
+    validation_fraction: float = 0.1
+    augment: bool = True
+    seed: int = 0
+    options: dict = field(default_factory=dict)
+
+
+def load_config(run_dir: str | Path) -> TrainConfig:
+    """The TrainConfig a run folder was trained with."""
+    path = Path(run_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+        return TrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved})
+    except (OSError, ValueError, TypeError, KeyError):
+        raise ModelError(f"'{run_dir}' is not a run folder (no readable config.json). "
+                         "Pass a folder written by train.py") from None
+
+
+def versions() -> dict[str, str]:
+    import h5py
+    import sklearn
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "keras": keras.__version__, "backend": keras.backend.backend(),
+            "tensorflow": tf.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__,
+            "h5py": h5py.__version__, "platform": platform.platform()}
+
+
+def model_options(config: TrainConfig, source: datasets.Source) -> dict:
+    """The builder options this run sets: the data decides size, channels and classes; flags the rest."""
+    entry = zoo.get_entry(config.model)
+    derived = {"image_size": config.image_size, "channels": source.channels, "seed": config.seed}
+    if "num_classes" in entry.defaults:
+        if not source.labeled:
+            raise DataError(f"model '{config.model}' needs labels but dataset '{source.name}' is unlabeled. "
+                            "Use a labeled dataset (synthetic-galaxies, galaxy10, a folder with class sub-folders)")
+        derived["num_classes"] = len(source.class_names)
+    if config.learning_rate is not None:
+        derived["learning_rate"] = config.learning_rate
+    options = {k: v for k, v in derived.items() if k in entry.defaults}
+    return {**entry.defaults, **options, **config.options}
+
+
+def check(config: TrainConfig) -> None:
+    if config.image_size <= 0 or config.image_size % 8:
+        raise DataError(f"--image-size must be a positive multiple of 8, got {config.image_size}. Use e.g. 64")
+    if config.epochs <= 0:
+        raise DataError(f"--epochs must be at least 1, got {config.epochs}. Use e.g. --epochs 10")
+    if not 0 < config.validation_fraction < 1:
+        raise DataError(f"--validation-fraction must be between 0 and 1, got {config.validation_fraction}. "
+                        "Use e.g. 0.1")
+    zoo.get_entry(config.model)
+
+
+def new_run_dir(model: str, root: str | Path = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(root) / f"{model}-{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = Path(root) / f"{model}-{stamp}-{suffix}"
+    return run_dir
+
+
+def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool = False,
+          verbose: int | str = "auto") -> tuple[Path, dict]:
+    """Trains config.model and writes the run folder; returns it and the final epoch's metrics.
+
+    resume=True continues the run in `run_dir` from its last finished epoch (weights, optimizer and epoch
+    counter come back from checkpoint/) until config.epochs.
+    """
+    check(config)
+    keras.utils.set_random_seed(config.seed)
+    source = datasets.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
+                           seed=config.seed, classes=config.classes, limit=config.limit)
+    options = model_options(config, source)
+    model = zoo.create(config.model, **options)
+    capabilities = zoo.get_entry(config.model).capabilities
+    common = dict(image_size=config.image_size, crop=config.crop, batch_size=config.batch_size, seed=config.seed,
+                  validation_fraction=config.validation_fraction)
+    train_data = make_dataset(source, split="train", shuffle=True, augment=config.augment,
+                              repeat=config.steps_per_epoch is not None, **common)
+    validation_data = make_dataset(source, split="validation", **common)
+
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config.model)
+    if resume and not (run_dir / "config.json").is_file():
+        raise ModelError(f"'{run_dir}' is not a run folder (no config.json). Pass a folder written by train.py")
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise ModelError(f"run folder '{run_dir}' already exists and is not empty. "
+                         "Choose another --out or continue it with --resume")
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fit(config, source, model, options, capabilities, train_data, validation_data, run_dir, verbose)
+    except BaseException:
+        if created and not (run_dir / "checkpoint").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _fit(config, source, model, options, capabilities, train_data, validation_data, run_dir: Path, verbose):
+    write_json(run_dir / "config.json", {
+        **dataclasses.asdict(config), "model_options": options, "world": zoo.get_entry(config.model).world,
+        "capabilities": list(capabilities), "class_names": list(source.class_names),
+        "n_images": len(source), "command": sys.argv, "versions": versions(),
+    })
+    validation_images, validation_labels = to_numpy(validation_data.take(-(-MAX_SAMPLE_IMAGES // config.batch_size)))
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "checkpoint"), delete_checkpoint=False),
+        EpochTimer(),
+        SampleWriter(run_dir / "samples", capabilities, validation_images, validation_labels, source.class_names,
+                     seed=config.seed),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+    ]
+    history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
+                        steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    write_atomic(run_dir / "model.keras", model.save)
+    final = {name: float(values[-1]) for name, values in history.history.items() if values}
+    return run_dir, final

@@ -1,0 +1,89 @@
+"""The Milky Way seed's CNN classifier, and a wider BatchNorm variant.
+
+Seed preset (64×64×3, 5 classes: 155,013 parameters, as in the seed's summary table):
+3 × [Conv 32 3×3 relu same → MaxPool 2 → Dropout], Flatten, Dense 64, Dropout, Dense 64, Dropout,
+Dense n softmax. Its class probabilities are also the "scores" embedding for neighbour search.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from zoo.registry import ModelError, register
+
+PRESETS = ("seed", "wide")
+
+
+def seed_cnn(image_size: int, channels: int, num_classes: int, dropout: float) -> keras.Sequential:
+    """The seed's architecture, layer for layer."""
+    blocks = []
+    for _ in range(3):
+        blocks += [layers.Conv2D(32, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+                   layers.Dropout(dropout)]
+    return keras.Sequential([
+        keras.Input((image_size, image_size, channels)),
+        *blocks,
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"), layers.Dropout(dropout),
+        layers.Dense(64, activation="relu"), layers.Dropout(dropout),
+        layers.Dense(num_classes, activation="softmax"),
+    ], name="seed_cnn")
+
+
+def wide_cnn(image_size: int, channels: int, num_classes: int, dropout: float) -> keras.Sequential:
+    """A stronger option: wider conv blocks with BatchNorm and global average pooling."""
+    blocks = []
+    for filters in (32, 64, 128):
+        blocks += [layers.Conv2D(filters, 3, padding="same", use_bias=False), layers.BatchNormalization(),
+                   layers.Activation("relu"),
+                   layers.Conv2D(filters, 3, padding="same", use_bias=False), layers.BatchNormalization(),
+                   layers.Activation("relu"), layers.MaxPooling2D(2)]
+    return keras.Sequential([
+        keras.Input((image_size, image_size, channels)),
+        *blocks,
+        layers.GlobalAveragePooling2D(),
+        layers.Dropout(dropout),
+        layers.Dense(num_classes, activation="softmax"),
+    ], name="wide_cnn")
+
+
+@keras.saving.register_keras_serializable(package="astrozoo")
+class Classifier(keras.Model):
+    """Image → class probabilities; `classify` is the zoo capability."""
+
+    def __init__(self, image_size: int = 64, channels: int = 3, num_classes: int = 5, preset: str = "seed",
+                 dropout: float = 0.2, **kwargs):
+        super().__init__(**kwargs)
+        if preset not in PRESETS:
+            raise ModelError(f"unknown classifier preset '{preset}'. Choose one of: {', '.join(PRESETS)}")
+        if num_classes < 2:
+            raise ModelError(f"the classifier needs at least 2 classes, got {num_classes}. "
+                             "Use a labeled dataset with two or more classes")
+        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
+        self.preset, self.dropout = preset, dropout
+        self.net = (seed_cnn if preset == "seed" else wide_cnn)(image_size, channels, num_classes, dropout)
+        self.build((None, image_size, image_size, channels))
+
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, images, training=False):
+        return self.net(images, training=training)
+
+    def classify(self, images, batch_size: int = 256):
+        """Class probabilities (n, num_classes) of images in [0, 1]."""
+        return self.predict(images, batch_size=batch_size, verbose=0)
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size, "channels": self.channels,
+                "num_classes": self.num_classes, "preset": self.preset, "dropout": self.dropout}
+
+
+@register("classifier", world="galaxies", capabilities=("classify",))
+def classifier(image_size: int = 64, channels: int = 3, num_classes: int = 5, preset: str = "seed",
+               dropout: float = 0.2, learning_rate: float = 1e-3) -> Classifier:
+    """The seed's 64×64 CNN galaxy classifier (preset 'wide': BatchNorm variant)."""
+    model = Classifier(image_size, channels, num_classes, preset, dropout, name="classifier")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model

@@ -1,0 +1,93 @@
+"""The model registry: one decorator and three functions (timm's register_model / create_model / list_models).
+
+An entry is a builder function; its keyword defaults are the model's defaults, in one place. The entry also
+declares the image world it belongs to and the capabilities its model offers, so callers ask the model what
+it can do instead of checking its name.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+CAPABILITIES = ("classify", "encode", "decode", "reconstruct", "generate", "score")
+WORLDS = ("galaxies", "star-fields")
+
+
+class ModelError(ValueError):
+    """A bad model name, option or run folder; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    builder: Callable
+    world: str
+    capabilities: tuple[str, ...]
+    description: str
+
+    @property
+    def defaults(self) -> dict:
+        """The builder's keyword arguments and their default values."""
+        return {name: p.default for name, p in inspect.signature(self.builder).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, *, world: str, capabilities: tuple[str, ...]) -> Callable:
+    """Registers a builder under `name`; its docstring's first line is the model's description."""
+    unknown = set(capabilities) - set(CAPABILITIES)
+    if unknown or world not in WORLDS:
+        raise ValueError(f"model '{name}': unknown capability {sorted(unknown)} or world '{world}'")
+
+    def decorate(builder: Callable) -> Callable:
+        if name in _REGISTRY:
+            raise ValueError(f"model '{name}' is registered twice")
+        description = (inspect.getdoc(builder) or "").splitlines()[0] if builder.__doc__ else ""
+        _REGISTRY[name] = Entry(name, builder, world, tuple(capabilities), description)
+        return builder
+
+    return decorate
+
+
+def list_models(capability: str | None = None) -> list[str]:
+    """Registered model names, optionally only those offering `capability`."""
+    return sorted(n for n, e in _REGISTRY.items() if capability is None or capability in e.capabilities)
+
+
+def get_entry(name: str) -> Entry:
+    if name not in _REGISTRY:
+        raise ModelError(f"unknown model '{name}'. Choose one of: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create(name: str, **overrides):
+    """Builds model `name` with its defaults, replaced by `overrides`."""
+    entry = get_entry(name)
+    unknown = set(overrides) - set(entry.defaults)
+    if unknown:
+        raise ModelError(f"model '{name}' has no option {', '.join(sorted(unknown))}. "
+                         f"Its options are: {', '.join(entry.defaults)}")
+    model = entry.builder(**overrides)
+    model.zoo_name = name
+    return model
+
+
+def load(run_dir: str | Path):
+    """The trained model of a run folder written by train.py, ready to use."""
+    import keras
+
+    run_dir = Path(run_dir)
+    config_path, model_path = run_dir / "config.json", run_dir / "model.keras"
+    if not config_path.is_file() or not model_path.is_file():
+        raise ModelError(f"'{run_dir}' is not a finished run folder (no config.json or model.keras). "
+                         "Pass a folder written by train.py")
+    name = json.loads(config_path.read_text())["model"]
+    get_entry(name)
+    model = keras.saving.load_model(model_path)
+    model.zoo_name = name
+    return model
