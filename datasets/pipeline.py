@@ -125,7 +125,7 @@ def make_dataset(source: Source, *, image_size: int = 64, crop: float | None = N
     dataset = tf.data.Dataset.from_generator(
         lambda: _blocks(rows, chunk_size),
         output_signature=(tf.TensorSpec((None, None, None, channels), tf.uint8), tf.TensorSpec((None,), tf.int64)),
-    ).unbatch()
+    ).unbatch().apply(tf.data.experimental.assert_cardinality(len(rows)))
     if crop is not None and crop < 1:
         dataset = dataset.map(lambda image, label: (tf.image.central_crop(image, crop), label))
     if tile is not None:

@@ -53,8 +53,9 @@ class VAE(LatentModel):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         reconstruction_loss, kl_loss = self.loss_terms(x, y_pred)
-        self.reconstruction_tracker.update_state(reconstruction_loss)
-        self.kl_tracker.update_state(kl_loss)
+        batch_size = ops.shape(y_pred[0])[0]
+        self.reconstruction_tracker.update_state(reconstruction_loss, sample_weight=batch_size)
+        self.kl_tracker.update_state(kl_loss, sample_weight=batch_size)
         return self.get_metrics_result()
 
     def encode(self, images, batch_size: int = 256):
