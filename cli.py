@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -25,8 +26,36 @@ def fail(message: str):
     sys.exit(2)
 
 
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with file descriptor 2 held aside.
+
+    TensorFlow 2.21 writes absl start-up lines (oneDNN, CUDA drivers) to stderr before any log level can
+    apply, which would break the one-line error contract; they are replayed only if the import fails.
+    A machine without TensorFlow (JAX only) skips it.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+            failed = False
+        except ModuleNotFoundError:
+            failed = False  # a JAX-only machine: nothing to quiet, and models run without TensorFlow
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+
+
 def run(main) -> None:
     """Calls main(), turning the project's input errors into one stderr line and exit status 2."""
+    import_tensorflow_quietly()
     from datasets.source import DataError
     from zoo.registry import ModelError
 
