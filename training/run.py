@@ -160,7 +160,8 @@ def _fit(config, source, model, options, capabilities, train_data, validation_da
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
     ]
     history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
-                        steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose)
+                        steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose,
+                        shuffle=False)  # make_dataset already shuffles
     write_atomic(run_dir / "model.keras", model.save)
     final = {name: float(values[-1]) for name, values in history.history.items() if values}
     return run_dir, final
