@@ -17,6 +17,7 @@ def write_atomic(path: str | Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~current_umask())   # mkstemp makes it owner-only; give it a normal file's mode
     try:
         write(temporary)
         os.replace(temporary, path)
@@ -24,6 +25,12 @@ def write_atomic(path: str | Path, write) -> Path:
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, data) -> Path:

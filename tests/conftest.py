@@ -1,13 +1,20 @@
-"""Shared test set-up: quiet TensorFlow, Agg plots, and tiny in-memory galaxy sources."""
+"""Shared test set-up: quiet TensorFlow, Agg plots, one random seed per test, tiny in-memory galaxy sources."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from datasets.source import ArraySource  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same Python, NumPy and backend random state, whatever ran before it."""
+    keras.utils.set_random_seed(0)
 
 
 @pytest.fixture
