@@ -21,6 +21,12 @@ def parse_option(text: str) -> tuple[str, object]:
         return key, value
 
 
+def model_flags(args) -> dict:
+    """The --option pairs, plus the StyleGAN schedule flags that were given."""
+    schedule = {"start_size": args.start_size, "images_per_stage": args.images_per_stage}
+    return {**dict(args.option), **{key: value for key, value in schedule.items() if value is not None}}
+
+
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="train.py", description="Train an astrozoo model and write a run folder.")
     parser.add_argument("--list", action="store_true", help="list models (capabilities, parameters) and datasets")
@@ -29,7 +35,10 @@ def build_parser() -> cli.Parser:
     parser.add_argument("--data-dir", help="file or folder the dataset reads (galaxy10: the .h5 file)")
     parser.add_argument("--classes", help="keep these classes, comma-separated names or indices, e.g. 2,5,6")
     parser.add_argument("--limit", type=cli.positive_int, help="use only the first N images")
-    parser.add_argument("--image-size", type=cli.positive_int, default=64, help="square size in px (multiple of 8)")
+    parser.add_argument("--image-size", type=cli.positive_int,
+                        help="square size in px (default: 64 for galaxy models, 1000 for star fields, the --tile size)")
+    parser.add_argument("--tile", type=cli.positive_int,
+                        help="cut each image into TILE×TILE tiles that cover it, e.g. --tile 256 for star fields")
     parser.add_argument("--crop", type=cli.positive_float,
                         help="keep this central fraction of each image before resizing, e.g. 0.5")
     parser.add_argument("--epochs", type=cli.positive_int, help="default 10; with --resume: train on to this many")
@@ -41,6 +50,9 @@ def build_parser() -> cli.Parser:
                         help="turn off random flips and 90° rotations")
     parser.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                         help="a model option, e.g. --option preset=wide --option latent_dim=32")
+    parser.add_argument("--start-size", type=cli.positive_int, help="stylegan: the resolution growing starts at (4)")
+    parser.add_argument("--images-per-stage", type=cli.positive_int,
+                        help="stylegan: real images per resolution, the first half fading the new one in (8000)")
     parser.add_argument("--seed", type=int, default=0, help="drives data, shuffling, initialisation and sampling")
     parser.add_argument("--out", help="run folder (default runs/<model>-<timestamp>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last finished epoch")
@@ -76,10 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         if not args.model:
             raise cli.UsageError("no --model given. Pick one from 'python train.py --list', e.g. --model vae")
         config = TrainConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, classes=args.classes,
-                             limit=args.limit, image_size=args.image_size, crop=args.crop, epochs=args.epochs or 10,
-                             steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                             limit=args.limit, image_size=args.image_size, crop=args.crop, tile=args.tile,
+                             epochs=args.epochs or 10, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                              learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
-                             augment=args.augment, seed=args.seed, options=dict(args.option))
+                             augment=args.augment, seed=args.seed, options=model_flags(args))
         run_dir, final = train(config, run_dir=args.out)
     metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.startswith("val_"))
     print(f"done: {run_dir}  {metrics}")

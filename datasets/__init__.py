@@ -19,6 +19,8 @@ SOURCES: dict[str, tuple[str, bool, str]] = {
     "galaxy10": ("datasets.galaxy10", True, "Galaxy10 DECals / SDSS HDF5 file (--data-dir FILE)"),
     "hubble": ("datasets.hubble", False, "real cut-outs from the Hubble Deep Field (scikit-image), unlabeled"),
     "folder": ("datasets.folder", True, "a folder of PNG/JPEG images; sub-folder names are classes"),
+    "star-fields": ("datasets.star_fields", False, "built-in rendered 1000×1000 star fields (cosmology), unlabeled"),
+    "cil": ("datasets.cil", True, "ETH CIL cosmology folder (--data-dir DIR): its real labeled fields"),
 }
 
 

@@ -91,7 +91,9 @@ BAD_INPUT = [
     (["--model", "vae", "--dataset", "sdss"], "error: unknown dataset 'sdss'. Choose one of"),
     (["--model", "vae", "--dataset", "galaxy10"], "error: dataset 'galaxy10' needs --data-dir"),
     (["--model", "vae", "--dataset", "galaxy10", "--data-dir", "missing.h5"], "missing.h5"),
-    (["--model", "vae", "--image-size", "12"], "error: --image-size must be a positive multiple of 8, got 12"),
+    (["--model", "vae", "--image-size", "24"], "error: vae needs an image size that is a multiple of 16, got 24"),
+    (["--model", "stylegan", "--image-size", "30"], "a power of two from 8, got 30. Use --image-size 32"),
+    (["--model", "vae", "--images-per-stage", "100"], "error: model 'vae' has no option images_per_stage"),
     (["--model", "vae", "--image-size", "-8"], "error: argument --image-size: expected a positive whole number"),
     (["--model", "vae", "--epochs", "0"], "error: argument --epochs: expected a positive whole number, got '0'"),
     (["--model", "vae", "--learning-rate", "abc"], "error: argument --learning-rate: expected a positive number"),
@@ -116,5 +118,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path
 def test_bad_input_exit_status_from_the_shell(tmp_path):
     result = run_train("--model", "vae", "--image-size", "30", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: --image-size must be a positive multiple of 8, got 30. Use e.g. 64"
+    assert result.stderr.strip() == ("error: vae needs an image size that is a multiple of 16, got 30. "
+                                     "Use --image-size 16")
     assert list(tmp_path.iterdir()) == []

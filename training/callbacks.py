@@ -1,12 +1,15 @@
-"""Keras callbacks that write what a run folder holds beyond Keras' own: epoch timings and sample images."""
+"""Keras callbacks that write what a run folder holds beyond Keras' own: epoch timings, sample images (also in
+TensorBoard) and, for generative models, the mode-collapse statistics of their samples."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from evaluation.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
 from evaluation.files import image_grid, save_figure, write_png
 
 
@@ -25,27 +28,71 @@ class SampleWriter(keras.callbacks.Callback):
     """Writes samples/ after every epoch from what the model can do.
 
     reconstruct: originals above their reconstructions; generate: a grid from the same noise every epoch,
-    so progress is visible; classify: the validation confusion matrix.
+    so progress is visible; classify: the validation confusion matrix. With `log_dir`, the image grids also go
+    to TensorBoard's Images tab, one step per epoch.
     """
 
     def __init__(self, folder: Path, capabilities: tuple[str, ...], images: np.ndarray, labels: np.ndarray,
-                 class_names: tuple[str, ...], seed: int = 0):
+                 class_names: tuple[str, ...], seed: int = 0, log_dir: Path | None = None):
         super().__init__()
         self.folder, self.capabilities = Path(folder), capabilities
         self.images, self.labels, self.class_names, self.seed = images, labels, class_names, seed
+        self.log_dir, self.writer = log_dir, None
+
+    def write_grid(self, name: str, grid: np.ndarray, epoch: int) -> None:
+        write_png(self.folder / f"{name}_epoch_{epoch + 1:03d}.png", grid)
+        if self.log_dir is not None:
+            import tensorflow as tf
+
+            self.writer = self.writer or tf.summary.create_file_writer(str(self.log_dir))
+            with self.writer.as_default():
+                tf.summary.image(name, grid[None], step=epoch + 1)
+            self.writer.flush()
 
     def on_epoch_end(self, epoch, logs=None):
         tag = f"epoch_{epoch + 1:03d}"
         if "reconstruct" in self.capabilities:
             shown = self.images[:8]
-            write_png(self.folder / f"reconstructions_{tag}.png",
-                      image_grid(np.concatenate([shown, self.model.reconstruct(shown)]), columns=len(shown)))
+            self.write_grid("reconstructions", image_grid(np.concatenate([shown, self.model.reconstruct(shown)]),
+                                                          columns=len(shown)), epoch)
         if "generate" in self.capabilities:
-            write_png(self.folder / f"generated_{tag}.png", image_grid(self.model.generate(16, seed=self.seed)))
+            self.write_grid("generated", image_grid(self.model.generate(16, seed=self.seed)), epoch)
         if "classify" in self.capabilities and self.class_names:
             predicted = self.model.classify(self.images).argmax(axis=1)
             save_figure(self.folder / f"confusion_{tag}.png",
                         confusion_figure(self.labels, predicted, self.class_names, f"validation, epoch {epoch + 1}"))
+
+
+class CollapseMonitor(keras.callbacks.Callback):
+    """After every epoch, measures the spread of `n` generated images (evaluation.collapse) against real ones,
+    adds it to the logs (history.csv: sample_pixel_std, sample_black_fraction, sample_pairwise_distance and
+    collapsed, 1 when collapsed) and prints a warning line on stderr when the samples look collapsed (after the
+    epoch's progress line)."""
+
+    def __init__(self, real_images: np.ndarray, n: int = 64, seed: int = 0,
+                 thresholds: CollapseThresholds = CollapseThresholds()):
+        super().__init__()
+        self.n, self.seed, self.thresholds, self.warning = n, seed, thresholds, None
+        self.real = collapse_statistics(real_images[:n], thresholds.black_level) if len(real_images) > 1 else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        statistics = collapse_statistics(self.model.generate(self.n, seed=self.seed), self.thresholds.black_level)
+        reasons = collapse_reasons(statistics, self.real, self.thresholds)
+        if logs is not None:
+            logs.update({f"sample_{name}": value for name, value in statistics.items()}, collapsed=float(bool(reasons)))
+        if reasons:
+            self.warning = f"warning: epoch {epoch + 1}: the generated images look collapsed: {'; '.join(reasons)}"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.print_warning()
+
+    def on_train_end(self, logs=None):
+        self.print_warning()
+
+    def print_warning(self):
+        if self.warning:
+            print(self.warning, file=sys.stderr, flush=True)
+            self.warning = None
 
 
 def confusion_figure(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...], title: str):

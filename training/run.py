@@ -4,14 +4,24 @@ Run folder (DESIGN.md): config.json (every option and default, the package versi
 history.csv (with per-epoch `seconds`), logs/ (TensorBoard), samples/ (per-epoch grids / confusion
 matrices) and checkpoint/ (weights, optimizer state and epoch, from Keras' BackupAndRestore) for --resume.
 Everything that can be wrong with the input is checked before the folder is created.
+
+Models that are not one Keras model (the statistical and composite star-field models) train through the
+same `train` by a small protocol: `fit_source(source, epochs=, batch_size=, steps_per_epoch=, seed=, log=,
+verbose=)` reads whole images of the training split from the source and hands each stage or epoch to `log`
+as a history row; `sample_grids(seed)` names the images for samples/; `save(folder)` writes a folder of
+parts, saved as model/ (read back by the registry entry's `loader`). Such runs have no logs/ or checkpoint/.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
+import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +31,14 @@ import numpy as np
 
 import datasets
 import zoo
-from datasets.pipeline import make_dataset, to_numpy
-from datasets.source import DataError
-from evaluation.files import write_atomic, write_json
-from training.callbacks import EpochTimer, SampleWriter
+from datasets.pipeline import make_dataset, split_indices, stitch_tiles, tile_offsets, to_numpy
+from datasets.source import DataError, Subset
+from evaluation.files import write_atomic, write_json, write_png
+from training.callbacks import CollapseMonitor, EpochTimer, SampleWriter
 from zoo.registry import ModelError
 
 MAX_SAMPLE_IMAGES = 2000
+WORLD_IMAGE_SIZES = {"galaxies": 64, "star-fields": 1000}     # --image-size when not given (or the --tile size)
 
 
 @dataclass
@@ -39,8 +50,9 @@ class TrainConfig:
     data_dir: str | None = None
     classes: str | None = None
     limit: int | None = None
-    image_size: int = 64
+    image_size: int | None = None      # None: the tile size, else the model's world's (WORLD_IMAGE_SIZES)
     crop: float | None = None
+    tile: int | None = None
     epochs: int = 10
     steps_per_epoch: int | None = None
     batch_size: int = 32
@@ -88,8 +100,7 @@ def model_options(config: TrainConfig, source: datasets.Source) -> dict:
 
 
 def check(config: TrainConfig) -> None:
-    if config.image_size <= 0 or config.image_size % 8:
-        raise DataError(f"--image-size must be a positive multiple of 8, got {config.image_size}. Use e.g. 64")
+    """The run's own options; each model checks the image sizes it supports when it is built."""
     if config.epochs <= 0:
         raise DataError(f"--epochs must be at least 1, got {config.epochs}. Use e.g. --epochs 10")
     if not 0 < config.validation_fraction < 1:
@@ -115,6 +126,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
     resume=True continues the run in `run_dir` from its last finished epoch (weights, optimizer and epoch
     counter come back from checkpoint/) until config.epochs.
     """
+    if config.image_size is None:
+        config.image_size = config.tile or WORLD_IMAGE_SIZES[zoo.get_entry(config.model).world]
     check(config)
     keras.utils.set_random_seed(config.seed)
     source = datasets.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
@@ -122,11 +135,16 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
     options = model_options(config, source)
     model = zoo.create(config.model, **options)
     capabilities = zoo.get_entry(config.model).capabilities
-    common = dict(image_size=config.image_size, crop=config.crop, batch_size=config.batch_size, seed=config.seed,
-                  validation_fraction=config.validation_fraction)
-    train_data = make_dataset(source, split="train", shuffle=True, augment=config.augment,
-                              repeat=config.steps_per_epoch is not None, **common)
-    validation_data = make_dataset(source, split="validation", **common)
+    in_keras = isinstance(model, keras.Model)
+    if in_keras:
+        common = dict(image_size=config.image_size, crop=config.crop, tile=config.tile, batch_size=config.batch_size,
+                      seed=config.seed, validation_fraction=config.validation_fraction)
+        train_data = make_dataset(source, split="train", shuffle=True, augment=config.augment,
+                                  repeat=config.steps_per_epoch is not None, **common)
+        validation_data = make_dataset(source, split="validation", **common)
+    elif resume or config.tile or config.crop:
+        raise ModelError(f"model '{config.model}' trains on whole images in one go, so --resume, --tile and --crop "
+                         "do not apply to it. Train it again without them")
 
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config.model)
     if resume and not (run_dir / "config.json").is_file():
@@ -137,31 +155,84 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _fit(config, source, model, options, capabilities, train_data, validation_data, run_dir, verbose)
+        if in_keras:
+            return _fit(config, source, model, options, capabilities, train_data, validation_data, run_dir, verbose)
+        return _fit_parts(config, source, model, options, capabilities, run_dir, verbose)
     except BaseException:
         if created and not (run_dir / "checkpoint").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
 
-def _fit(config, source, model, options, capabilities, train_data, validation_data, run_dir: Path, verbose):
+def _write_config(config, source, options, capabilities, run_dir: Path) -> None:
     write_json(run_dir / "config.json", {
         **dataclasses.asdict(config), "model_options": options, "world": zoo.get_entry(config.model).world,
         "capabilities": list(capabilities), "class_names": list(source.class_names),
         "n_images": len(source), "command": sys.argv, "versions": versions(),
     })
+
+
+def _fit(config, source, model, options, capabilities, train_data, validation_data, run_dir: Path, verbose):
+    _write_config(config, source, options, capabilities, run_dir)
     validation_images, validation_labels = to_numpy(validation_data.take(-(-MAX_SAMPLE_IMAGES // config.batch_size)))
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "checkpoint"), delete_checkpoint=False),
         EpochTimer(),
         SampleWriter(run_dir / "samples", capabilities, validation_images, validation_labels, source.class_names,
-                     seed=config.seed),
+                     seed=config.seed, log_dir=run_dir / "logs" / "samples"),
+        *([CollapseMonitor(validation_images, seed=config.seed)] if "generate" in capabilities else []),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
     ]
     history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
                         steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose,
                         shuffle=False)  # make_dataset already shuffles
+    if config.tile and "generate" in capabilities:
+        write_png(run_dir / "samples" / "stitched.png", stitched_image(model, source, config))
     write_atomic(run_dir / "model.keras", model.save)
     final = {name: float(values[-1]) for name, values in history.history.items() if values}
     return run_dir, final
+
+
+def stitched_image(model, source, config: TrainConfig) -> np.ndarray:
+    """A whole image (a 1000×1000 star field for --tile 256) from generated tiles, laid out and blended where
+    they overlap as `make_dataset(tile=...)` cuts them, at the generated tiles' scale."""
+    height, width = np.asarray(source.read(0, 1)[0][0]).shape[:2]
+    height, width = (round(side * config.image_size / config.tile) for side in (height, width))
+    count = len(tile_offsets(height, config.image_size)) * len(tile_offsets(width, config.image_size))
+    return stitch_tiles(model.generate(count, seed=config.seed), height, width)
+
+
+def _fit_parts(config, source, model, options, capabilities, run_dir: Path, verbose):
+    """A model that is not one Keras model: `fit_source` on the training split, then history.csv from its rows,
+    samples/ from `sample_grids` and model/ from `save`."""
+    _write_config(config, source, options, capabilities, run_dir)
+    rows: list[dict] = []
+    train_rows = Subset(source, split_indices(len(source), "train", config.validation_fraction, config.seed))
+    model.fit_source(train_rows, epochs=config.epochs, batch_size=config.batch_size,
+                     steps_per_epoch=config.steps_per_epoch, seed=config.seed, log=rows.append, verbose=verbose)
+    write_atomic(run_dir / "history.csv", lambda tmp: Path(tmp).write_text(history_csv(rows)))
+    for name, image in model.sample_grids(seed=config.seed).items():
+        write_png(run_dir / "samples" / f"{name}.png", image)
+    save_parts(model, run_dir / "model")
+    return run_dir, {k: v for k, v in (rows[-1] if rows else {}).items() if isinstance(v, float)}
+
+
+def history_csv(rows: list[dict]) -> str:
+    """CSV text of history rows whose keys may differ by stage (columns: their union, in order of appearance)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def save_parts(model, folder: Path) -> None:
+    """`model.save` into a temporary folder beside `folder`, then renamed: model/ is never half-written."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        model.save(staging)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -59,6 +59,9 @@ class Classifier(keras.Model):
         if num_classes < 2:
             raise ModelError(f"the classifier needs at least 2 classes, got {num_classes}. "
                              "Use a labeled dataset with two or more classes")
+        if image_size < 8:
+            raise ModelError(f"the classifier needs an image size of at least 8 (it pools 2× three times), "
+                             f"got {image_size}. Use --image-size 64")
         self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
         self.preset, self.dropout = preset, dropout
         self.net = (seed_cnn if preset == "seed" else wide_cnn)(image_size, channels, num_classes, dropout)

@@ -27,6 +27,7 @@ class Entry:
     world: str
     capabilities: tuple[str, ...]
     description: str
+    loader: Callable | None = None     # folder of parts -> model, for models not saved as one .keras file
 
     @property
     def defaults(self) -> dict:
@@ -38,8 +39,12 @@ class Entry:
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, *, world: str, capabilities: tuple[str, ...]) -> Callable:
-    """Registers a builder under `name`; its docstring's first line is the model's description."""
+def register(name: str, *, world: str, capabilities: tuple[str, ...], loader: Callable | None = None) -> Callable:
+    """Registers a builder under `name`; its docstring's first line is the model's description.
+
+    Models that are not one Keras model (statistical and composite ones) pass `loader`, which reads back
+    the folder of parts their `save(folder)` wrote.
+    """
     unknown = set(capabilities) - set(CAPABILITIES)
     if unknown or world not in WORLDS:
         raise ValueError(f"model '{name}': unknown capability {sorted(unknown)} or world '{world}'")
@@ -48,7 +53,7 @@ def register(name: str, *, world: str, capabilities: tuple[str, ...]) -> Callabl
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' is registered twice")
         description = (inspect.getdoc(builder) or "").splitlines()[0] if builder.__doc__ else ""
-        _REGISTRY[name] = Entry(name, builder, world, tuple(capabilities), description)
+        _REGISTRY[name] = Entry(name, builder, world, tuple(capabilities), description, loader)
         return builder
 
     return decorate
@@ -78,16 +83,17 @@ def create(name: str, **overrides):
 
 
 def load(run_dir: str | Path):
-    """The trained model of a run folder written by train.py, ready to use."""
+    """The trained model of a run folder written by train.py, ready to use: `model.keras`, or the folder of
+    parts `model/` read by the entry's loader."""
     import keras
 
     run_dir = Path(run_dir)
-    config_path, model_path = run_dir / "config.json", run_dir / "model.keras"
-    if not config_path.is_file() or not model_path.is_file():
-        raise ModelError(f"'{run_dir}' is not a finished run folder (no config.json or model.keras). "
+    config_path, model_path, parts_path = run_dir / "config.json", run_dir / "model.keras", run_dir / "model"
+    if not config_path.is_file() or not (model_path.is_file() or parts_path.is_dir()):
+        raise ModelError(f"'{run_dir}' is not a finished run folder (no config.json, or no model.keras / model/). "
                          "Pass a folder written by train.py")
     name = json.loads(config_path.read_text())["model"]
-    get_entry(name)
-    model = keras.saving.load_model(model_path)
+    entry = get_entry(name)
+    model = entry.loader(parts_path) if entry.loader else keras.saving.load_model(model_path)
     model.zoo_name = name
     return model

@@ -1,0 +1,138 @@
+"""The layered statistical model: extraction finds the rendered stars, coordinates encode and decode, the
+background sampler reproduces its histogram, the coordinate DCGAN is fully connected and learns star counts,
+and train.py writes a run folder of parts that generates 1000×1000 fields."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+from scipy.stats import wasserstein_distance
+
+import zoo
+from datasets.star_fields import StarFields
+from zoo.layered import (BackgroundSampler, CoordinateGAN, FoundStars, background_pixels, decode_coordinates,
+                         encode_coordinates, extract_patches, find_stars)
+
+ROOT = Path(__file__).resolve().parents[1]
+LEVELS = np.arange(256)
+
+
+def histogram(pixels):
+    return np.bincount(np.asarray(pixels).ravel(), minlength=256)
+
+
+def test_extraction_finds_exactly_the_rendered_stars():
+    source = StarFields(n=8, seed=5)
+    for index in range(8):
+        field, drawn = source.field(index)
+        found = find_stars(field)
+        assert len(found) == len(drawn)
+        distances = np.hypot(found.x[:, None] - drawn.x, found.y[:, None] - drawn.y)
+        assert distances.min(axis=0).max() < 1.0                    # every drawn star found within a pixel
+
+
+def test_patches_are_centred_on_the_stars_and_the_background_excludes_them():
+    field, drawn = StarFields(n=1, seed=1).field(0)
+    found = find_stars(field)
+    patches = extract_patches(field, found)
+    assert patches.shape == (len(drawn), 30, 30) and patches.dtype == np.uint8
+    rows, columns = np.mgrid[:30, :30]
+    for patch in patches.astype(float):
+        weight = np.clip(patch - np.median(patch), 0, None)
+        weight[weight < weight.max() / 2] = 0
+        centre = np.array([(rows * weight).sum(), (columns * weight).sum()]) / weight.sum()
+        assert np.abs(centre - 15).max() < 1
+    sky = background_pixels(field, found)
+    assert len(sky) == field.size - len(drawn) * 30 * 30              # stars are 32 px apart: patches do not overlap
+    assert np.percentile(sky, 99.9) < 40 and field.max() == 255
+
+
+def test_coordinates_encode_padded_with_minus_one_and_decode_back():
+    stars = FoundStars(x=np.array([700.0, 100.0, 400.0]), y=np.array([10.0, 990.0, 500.0]),
+                       peak=np.array([90.0, 80.0, 70.0]), radius=np.ones(3))
+    vector = encode_coordinates(stars, field_size=1000)
+    assert vector.shape == (50,) and vector.dtype == np.float32
+    np.testing.assert_allclose(vector[:6], [0.1, 0.99, 0.4, 0.5, 0.7, 0.01])   # ordered by x
+    assert (vector[6:] == -1).all()
+    np.testing.assert_allclose(decode_coordinates(vector, 1000), [[100, 990], [400, 500], [700, 10]], atol=1e-3)
+    generated = np.array([0.2, 0.3, -0.1, 0.5, 0.5, 1.2, 0.0, 1.0] + [-0.9] * 42)
+    np.testing.assert_allclose(decode_coordinates(generated, 1000), [[200, 300], [0, 1000]])
+
+
+def test_more_than_25_stars_keep_the_brightest():
+    rng = np.random.default_rng(0)
+    stars = FoundStars(x=rng.uniform(0, 1000, 30), y=rng.uniform(0, 1000, 30), peak=np.arange(30.0), radius=np.ones(30))
+    decoded = decode_coordinates(encode_coordinates(stars, 1000), 1000)
+    assert len(decoded) == 25
+    np.testing.assert_allclose(np.sort(decoded[:, 0]), np.sort(stars.x[5:]), atol=1e-3)
+
+
+def test_background_sampler_reproduces_the_histogram_of_one_field():
+    field, _ = StarFields(n=1, seed=2).field(0)
+    sky = background_pixels(field, find_stars(field))
+    sampler = BackgroundSampler.from_pixels(sky)
+    sample = sampler.sample((1000, 1000), np.random.default_rng(0))
+    assert sample.dtype == np.uint8 and sample.shape == (1000, 1000)
+    distance = wasserstein_distance(LEVELS, LEVELS, histogram(sky), histogram(sample))
+    assert distance < 0.02                                           # grey levels
+    assert wasserstein_distance(LEVELS, LEVELS, sampler.histogram, histogram(field)) > 2 * distance   # stars matter
+
+
+def test_coordinate_gan_is_fully_connected_with_a_tanh_output_of_50():
+    gan = CoordinateGAN(max_stars=25, latent_dim=8, units=16)
+    for network in (gan.generator, gan.discriminator):
+        assert {type(layer).__name__ for layer in network.layers} == {"Dense", "LeakyReLU"}
+    assert gan.generator.output_shape == (None, 50) and gan.generator.layers[-1].activation.__name__ == "tanh"
+    assert gan.discriminator.output_shape == (None, 1)
+
+
+def test_coordinate_gan_learns_the_star_counts():
+    source = StarFields(n=64, seed=0)
+    vectors = np.stack([encode_coordinates(find_stars(source.field(i)[0]), 1000) for i in range(64)])
+    real_counts = (vectors[:, ::2] >= 0).sum(axis=1)
+    gan = CoordinateGAN(seed=0)
+    gan.compile(generator_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+                discriminator_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5))
+    history = gan.fit(vectors, batch_size=16, epochs=150, shuffle=True, verbose=0)
+    assert np.isfinite(history.history["d_loss"]).all() and np.isfinite(history.history["g_loss"]).all()
+    generated = gan.generate(200, seed=1)
+    assert generated.min() >= -1 and generated.max() <= 1
+    counts = np.array([len(decode_coordinates(vector, 1000)) for vector in generated])
+    assert ((counts >= 5) & (counts <= 25)).all() and abs(counts.mean() - real_counts.mean()) < 4
+
+
+def test_train_cli_writes_parts_and_the_loaded_model_generates_fields(tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run([sys.executable, "train.py", "--model", "layered", "--dataset", "star-fields",
+                             "--limit", "10", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "8",
+                             "--option", "star_filters=8", "--option", "coordinate_epochs=3", "--out", str(run_dir)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model_options"]["star_filters"] == 8 and config["image_size"] == 1000
+    with open(run_dir / "history.csv") as handle:
+        history = list(csv.DictReader(handle))
+    assert [row["part"] for row in history] == ["extraction", "stars", "stars"] + ["coordinates"] * 3
+    assert history[0]["fields"] == "9" and int(history[0]["stars"]) >= 45
+    assert all(float(row["seconds"]) > 0 for row in history) and history[1]["gradient_penalty"]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["generated.png", "stars_extracted.png",
+                                                                         "stars_generated.png"]
+    assert sorted(p.name for p in (run_dir / "model").iterdir()) == ["background.npy", "coordinates.keras",
+                                                                       "examples.npy", "parts.json", "stars.keras"]
+
+    model = zoo.load(run_dir)
+    images = model.generate(2, seed=3)
+    assert images.shape == (2, 1000, 1000, 1) and images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 1
+    np.testing.assert_array_equal(images, model.generate(2, seed=3))
+    centres = model.sample_centres(2, seed=3)
+    yy, xx = np.mgrid[:1000, :1000]
+    for image, field_centres in zip(images[..., 0], centres):
+        far = np.ones((1000, 1000), bool)
+        for x, y in field_centres:
+            far &= np.maximum(np.abs(xx - x), np.abs(yy - y)) > 16
+        sky = np.round(image[far] * 255).astype(np.uint8)
+        assert wasserstein_distance(LEVELS, LEVELS, model.background.histogram, histogram(sky)) < 0.05
