@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: venv demo test clean
+.PHONY: venv demo test bench search clean
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,26 @@ demo: $(RUNTIME)
 
 test: $(DEV)
 	$(PY) -m pytest -q
+
+bench: $(RUNTIME)
+	$(PY) evaluate.py benchmark --out reports/benchmark
+
+# The README's Milky Way search figures: three modest runs (trained once), precision@10 of each against pixels,
+# the Milky Way's neighbours for each embedding, and Milky-Way-like images from the two decoders.
+SEARCH_RUNS := runs/search-autoencoder runs/search-vae runs/search-classifier
+
+runs/search-%/model.keras: | $(RUNTIME)
+	rm -rf runs/search-$*
+	$(PY) train.py --model $* --limit 4000 --epochs 8 --out runs/search-$*
+
+search: $(RUNTIME) $(SEARCH_RUNS:%=%/model.keras)
+	for run in $(SEARCH_RUNS); do \
+		$(PY) evaluate.py retrieval --run $$run --k 10 && \
+		$(PY) evaluate.py neighbours --run $$run --query milky-way --k 10 || exit 1; \
+	done
+	$(PY) evaluate.py neighbours --embedding pixels --limit 4000 --k 10 --out runs/search-pixels/neighbours
+	$(PY) evaluate.py generate --run runs/search-vae --near milky-way --n 16 --noise 0.5
+	$(PY) evaluate.py generate --run runs/search-autoencoder --near milky-way --n 16 --noise 0.5
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

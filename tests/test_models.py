@@ -119,3 +119,15 @@ def test_autoencoder_learns_to_reconstruct():
     model.fit(images, labels, batch_size=8, epochs=40, verbose=0)
     after = np.mean((model.reconstruct(images) - images) ** 2)
     assert after < before * 0.5
+
+
+def test_vae_trains_under_a_mixed_precision_policy(tiny_images):
+    images, labels = tiny_images
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = build("vae")
+        losses = model.train_on_batch(images, labels)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert np.isfinite(losses).all()

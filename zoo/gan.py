@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from zoo.registry import ModelError
+from zoo.registry import ModelError, trains_on
 
 GRADIENT_NORM_EPSILON = 1e-12
 
@@ -63,6 +63,14 @@ class MinibatchStdDev(keras.layers.Layer):
         return (*input_shape[:-1], input_shape[-1] + 1)
 
 
+def check_train_backend(model, name: str) -> None:
+    """ModelError unless `model` trains on the current Keras backend (see zoo.registry.trains_on)."""
+    backend = keras.backend.backend()
+    if not trains_on(model, backend):
+        raise ModelError(f"{name} trains only with the TensorFlow backend, not {backend}. "
+                         "Set KERAS_BACKEND=tensorflow to train it (it generates on any backend)")
+
+
 class GAN(keras.Model):
     """A generator (latent vector → image in [-1, 1]) and a discriminator (image → score), trained against each
     other.
@@ -74,6 +82,7 @@ class GAN(keras.Model):
 
     critic_steps = 1
     loss_names = ("d_loss", "g_loss")
+    train_backends = ("tensorflow",)      # the train step below uses tf.GradientTape
 
     def __init__(self, image_size: int, channels: int, latent_dim: int, seed: int, **kwargs):
         super().__init__(**kwargs)
@@ -145,10 +154,7 @@ class GAN(keras.Model):
     # TensorFlow-only from here: the keras.io train step with tf.GradientTape.
 
     def fit(self, *args, **kwargs):
-        backend, name = keras.backend.backend(), getattr(self, "zoo_name", self.name)
-        if backend != "tensorflow":
-            raise ModelError(f"{name} trains only with the TensorFlow backend, not {backend}. "
-                             "Set KERAS_BACKEND=tensorflow to train it (it generates on any backend)")
+        check_train_backend(self, getattr(self, "zoo_name", self.name))
         return super().fit(*args, **kwargs)
 
     def train_step(self, data):

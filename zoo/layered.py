@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from datasets.source import ArraySource, DataError, Source
 from evaluation.files import image_grid
-from zoo.gan import GAN
+from zoo.gan import GAN, check_train_backend
 from zoo.registry import ModelError, create, register
 
 GREY_LEVELS = 256
@@ -144,14 +144,15 @@ def decode_coordinates(vector: np.ndarray, field_size: int) -> np.ndarray:
 
 
 def stars_of_fields(source: Source, image_size: int, threshold: float, min_distance: int,
-                    description: str) -> Iterator[tuple[np.ndarray, FoundStars]]:
-    """(field uint8 (H, W), its stars) for every image of the source, in order, with a progress bar.
+                    description: str, verbose: int | str = "auto") -> Iterator[tuple[np.ndarray, FoundStars]]:
+    """(field uint8 (H, W), its stars) for every image of the source, in order, with a progress bar
+    (none when `verbose` is 0, as in Keras' fit).
 
     Blocks of fields are searched on all cores by threads (NumPy and OpenCV release the GIL); DataError
     unless the images are `image_size` square and single-channel.
     """
     with ThreadPoolExecutor(os.cpu_count()) as pool, \
-            tqdm(total=len(source), desc=description, unit="field", leave=False) as progress:
+            tqdm(total=len(source), desc=description, unit="field", leave=False, disable=verbose == 0) as progress:
         for start in range(0, len(source), FIELDS_PER_READ):
             images, _ = source.read(start, min(start + FIELDS_PER_READ, len(source)))
             fields = [as_field(np.asarray(image), image_size, source.name) for image in images]
@@ -260,6 +261,8 @@ class EpochRows(keras.callbacks.Callback):
 class LayeredModel:
     """Background sampler + star WGAN + coordinate DCGAN, trained from whole fields by `fit_source`."""
 
+    train_backends = GAN.train_backends     # its two GANs train with TensorFlow
+
     def __init__(self, *, image_size: int, patch_size: int, max_stars: int, threshold: float, min_distance: int,
                  background_images: int, star_latent_dim: int, star_filters: int, star_steps_per_epoch: int,
                  coordinate_latent_dim: int, coordinate_units: int, coordinate_epochs: int, learning_rate: float,
@@ -286,12 +289,12 @@ class LayeredModel:
     def count_params(self) -> int:
         return self.stars.count_params() + self.coordinates.count_params()
 
-    def extract(self, source: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def extract(self, source: Source, verbose: int | str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Star patches (uint8), coordinate vectors and the background histogram of a source's fields."""
         patches, vectors = [], []
         histogram = np.zeros(GREY_LEVELS, np.int64)
         found = stars_of_fields(source, self.image_size, self.options["threshold"], self.options["min_distance"],
-                                "extracting stars")
+                                "extracting stars", verbose)
         for index, (field, stars) in enumerate(found):
             patches.append(extract_patches(field, stars, self.patch_size))
             vectors.append(encode_coordinates(stars, self.image_size, self.max_stars))
@@ -299,16 +302,19 @@ class LayeredModel:
                 histogram += np.bincount(background_pixels(field, stars, self.patch_size), minlength=GREY_LEVELS)
         return np.concatenate(patches), np.stack(vectors), histogram
 
-    def fit_source(self, source: Source, *, epochs: int, batch_size: int, steps_per_epoch: int | None = None,
-                   seed: int = 0, log: Callable[[dict], None] = lambda row: None, verbose: int | str = "auto") -> None:
+    def fit_source(self, source: Source, *, validation: Source | None = None, epochs: int, batch_size: int,
+                   steps_per_epoch: int | None = None, seed: int = 0, log: Callable[[dict], None] = lambda row: None,
+                   verbose: int | str = "auto") -> None:
         """Extraction and background (one pass over the fields), then the star WGAN for `epochs` epochs of
         `steps_per_epoch` generator steps (default: the `star_steps_per_epoch` option; a pass over ~10,000
         patches would take many minutes on a laptop CPU, a few hundred steps already give stars), then
-        `coordinate_epochs` passes of the coordinate DCGAN. Each stage and epoch goes to `log` as a history row."""
+        `coordinate_epochs` passes of the coordinate DCGAN. Each stage and epoch goes to `log` as a history row.
+        The held-out `validation` fields are not used: the GANs have no validation loss to watch."""
+        check_train_backend(self, "layered")
         from datasets.pipeline import make_dataset     # tf.data, imported to train only: generation runs anywhere
 
         started = time.perf_counter()
-        patches, vectors, histogram = self.extract(source)
+        patches, vectors, histogram = self.extract(source, verbose)
         if len(patches) == 0:
             raise DataError(f"no stars found in the {len(source)} fields of '{source.name}' (threshold "
                             f"{self.options['threshold']} grey levels). Check the data or lower "
@@ -323,7 +329,8 @@ class LayeredModel:
         self.stars.fit(star_data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[EpochRows("stars", log)],
                        verbose=verbose)
         coordinate_epochs = self.options["coordinate_epochs"]
-        with tqdm(total=coordinate_epochs, desc="coordinate GAN", unit="epoch", leave=False) as progress:
+        with tqdm(total=coordinate_epochs, desc="coordinate GAN", unit="epoch", leave=False,
+                  disable=verbose == 0) as progress:
             self.coordinates.fit(vectors, batch_size=min(batch_size, len(vectors)), epochs=coordinate_epochs,
                                  shuffle=True, verbose=0,
                                  callbacks=[EpochRows("coordinates", log),

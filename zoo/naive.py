@@ -40,14 +40,16 @@ class NaiveModel:
         self.count_probabilities: np.ndarray | None = None   # P(count = k), k = 0..max seen
         self.radii: np.ndarray | None = None                 # px, every star seen
 
-    def fit_source(self, source: Source, *, epochs: int = 1, batch_size: int = 32, steps_per_epoch: int | None = None,
-                   seed: int = 0, log: Callable[[dict], None] = lambda row: None, verbose: int | str = "auto") -> None:
-        """One pass over the fields (epochs, batches and steps do not apply); hands `log` one history row."""
+    def fit_source(self, source: Source, *, validation: Source | None = None, epochs: int = 1, batch_size: int = 32,
+                   steps_per_epoch: int | None = None, seed: int = 0, log: Callable[[dict], None] = lambda row: None,
+                   verbose: int | str = "auto") -> None:
+        """One pass over the fields (epochs, batches and steps do not apply, nor the held-out `validation`
+        fields: counts have nothing to tune); hands `log` one history row."""
         started = time.perf_counter()
         tile_counts = np.zeros((self.tiles_per_side, self.tiles_per_side), np.int64)
         star_counts, radii = [], []
         for _, stars in stars_of_fields(source, self.image_size, self.options["threshold"],
-                                        self.options["min_distance"], "counting stars"):
+                                        self.options["min_distance"], "counting stars", verbose):
             rows = np.clip(stars.y // self.tile_size, 0, self.tiles_per_side - 1).astype(int)
             columns = np.clip(stars.x // self.tile_size, 0, self.tiles_per_side - 1).astype(int)
             np.add.at(tile_counts, (rows, columns), 1)

@@ -36,7 +36,9 @@ class VAE(LatentModel):
         z_mean, z_log_var = self.encoder(images, training=training)
         z = z_mean
         if training:
-            z = z_mean + ops.exp(0.5 * z_log_var) * keras.random.normal(ops.shape(z_mean), seed=self.noise)
+            # in z_mean's dtype, so the sum also works under a mixed (bfloat16 / float16) precision policy
+            noise = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.noise)
+            z = z_mean + ops.exp(0.5 * z_log_var) * noise
         return self.decoder(z, training=training), z_mean, z_log_var
 
     def loss_terms(self, images, y_pred):

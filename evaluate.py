@@ -1,0 +1,245 @@
+"""Evaluate trained zoo models: `python evaluate.py COMMAND ...` (`--help` lists the commands).
+
+Thin CLI: each sub-command parses its flags and calls one plain function in evaluation/, zoo/ or datasets/,
+so everything here is also reachable from a notebook.
+"""
+from __future__ import annotations
+
+import cli
+
+
+def names_from(allowed: tuple[str, ...], what: str):
+    """An argparse type for a comma-separated subset of `allowed`, e.g. --devices cpu,gpu."""
+    import argparse
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {what} '{','.join(unknown) or text}', "
+                                             f"use some of {','.join(allowed)}")
+        return names
+
+    return parse
+
+
+def add_benchmark(commands) -> None:
+    import argparse
+
+    from evaluation.benchmark import DEVICES, MODES, PRICES
+
+    parser = commands.add_parser(
+        "benchmark", help="images/s of every model per device: train, inference, generation, tf.data",
+        description="Measure training, inference and generation throughput per model and device, and the "
+                    "tf.data pipeline; write benchmark.json, benchmark.md and benchmark.png. "
+                    "With --compare A.json B.json: A's speed-up over B and the cost of 1M images on each.")
+    parser.add_argument("--models", type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
+                        help="comma-separated registered models (default: every one)")
+    parser.add_argument("--devices", type=names_from(DEVICES, "device"), default=DEVICES,
+                        help="cpu, gpu or both (default); a device not present is reported as absent")
+    parser.add_argument("--modes", type=names_from(MODES, "mode"), default=MODES,
+                        help=f"what to measure, some of {','.join(MODES)} (default: all)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=64)
+    parser.add_argument("--image-size", type=cli.positive_int, default=64, help="square size in px (multiple of 8)")
+    parser.add_argument("--steps", type=cli.positive_int, default=50, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=cli.positive_int, default=5, help="untimed steps after the compiling one")
+    parser.add_argument("--max-seconds", type=cli.positive_float, default=20.0,
+                        help="stop a timed loop early after this long (slow models on CPU; default 20)")
+    parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
+                        help="force XLA on or off; default: TensorFlow off on CPU, on with GPU; JAX always on")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="mixed_float16 on GPU, mixed_bfloat16 on CPU (default float32)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="folder for benchmark.json/.md/.png (with --compare: compare.json)")
+    parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                        help="compare two benchmark.json files instead of measuring")
+    parser.add_argument("--price-a", type=cli.positive_float, default=PRICES["p3.8xlarge"],
+                        help="$/hour of A's machine (12.24, p3.8xlarge as in the star-field seed)")
+    parser.add_argument("--price-b", type=cli.positive_float, default=PRICES["t3.xlarge"],
+                        help="$/hour of B's machine (0.17, t3.xlarge)")
+    parser.add_argument("--device-a", choices=DEVICES, default="gpu", help="A's device to compare (gpu)")
+    parser.add_argument("--device-b", choices=DEVICES, default="cpu", help="B's device to compare (cpu)")
+    parser.set_defaults(handler=run_benchmark)
+
+
+def run_benchmark(args) -> None:
+    from pathlib import Path
+
+    import zoo
+    from evaluation import benchmark
+    from evaluation.files import write_json
+
+    if args.compare:
+        rows = benchmark.compare(benchmark.load_result(args.compare[0]), benchmark.load_result(args.compare[1]),
+                                 args.price_a, args.price_b, args.device_a, args.device_b)
+        print(benchmark.compare_table(rows, args.device_a, args.device_b))
+        if args.out:
+            print(f"wrote {write_json(Path(args.out) / 'compare.json', rows)}")
+        return
+    if not args.out:
+        raise cli.UsageError("no --out given. Pass a folder for the results, e.g. --out reports/benchmark")
+    if args.image_size % 8:
+        raise cli.UsageError(f"--image-size must be a positive multiple of 8, got {args.image_size}. Use e.g. 64")
+    config = benchmark.BenchmarkConfig(
+        models=args.models or tuple(zoo.list_models()), devices=args.devices, modes=args.modes,
+        batch_size=args.batch_size, image_size=args.image_size, steps=args.steps, warmup=args.warmup,
+        max_seconds=args.max_seconds, xla=args.xla, mixed_precision=args.mixed_precision, seed=args.seed)
+    result = benchmark.run(config)
+    paths = benchmark.write_report(result, args.out)
+    print("\n" + benchmark.markdown_table(result))
+    print("wrote " + " ".join(str(path) for path in paths))
+
+
+def add_gallery_flags(parser) -> None:
+    """Which images to search: the run's own dataset and preparation unless these say otherwise."""
+    parser.add_argument("--run", help="run folder written by train.py (omit for --embedding pixels)")
+    parser.add_argument("--dataset", help="gallery dataset (default: the run's, else synthetic-galaxies)")
+    parser.add_argument("--data-dir", help="file or folder the dataset reads (galaxy10: the .h5 file)")
+    parser.add_argument("--classes", help="keep these classes, comma-separated names or indices")
+    parser.add_argument("--limit", type=cli.positive_int, help="use only the first N images")
+    parser.add_argument("--image-size", type=cli.positive_int, help="square size in px (only without --run)")
+    parser.add_argument("--crop", type=cli.positive_float, help="central fraction kept before resizing")
+    parser.add_argument("--seed", type=int, help="dataset seed (default: the run's, else 0)")
+    parser.add_argument("--embedding", choices=("latent", "scores", "pixels"),
+                        help="latent (encode), scores (class probabilities) or pixels (default: what the model has)")
+
+
+def gallery_overrides(args) -> dict:
+    return dict(dataset=args.dataset, data_dir=args.data_dir, classes=args.classes, limit=args.limit,
+                image_size=args.image_size, crop=args.crop, seed=args.seed)
+
+
+def default_out(args, command: str) -> str:
+    from pathlib import Path
+
+    return args.out or str(Path(args.run) / command if args.run else Path(f"{command}-pixels"))
+
+
+def add_neighbours(commands) -> None:
+    parser = commands.add_parser(
+        "neighbours", help="the galaxies nearest to the Milky Way (or any image) in latent, score or pixel space",
+        description="Find the k dataset images nearest to a query image; write neighbours.csv and neighbours.png.")
+    parser.add_argument("--query", default="milky-way",
+                        help="'milky-way' (built-in rendered face-on SBbc) or a PNG/JPEG file (milky-way)")
+    parser.add_argument("--k", type=cli.positive_int, default=10, help="neighbours to return (10)")
+    add_gallery_flags(parser)
+    parser.add_argument("--index", metavar="FILE", help="embeddings + FAISS index: built and saved here once, "
+                                                        "then reused by later queries")
+    parser.add_argument("--out", help="folder for neighbours.csv/.png (default RUN/neighbours, else neighbours-pixels)")
+    parser.set_defaults(handler=run_neighbours)
+
+
+def run_neighbours(args) -> None:
+    from evaluation.neighbours import format_table, nearest
+
+    out = default_out(args, "neighbours")
+    result = nearest(args.query, args.k, args.run, args.embedding, args.index, out, **gallery_overrides(args))
+    print(format_table(result.rows))
+    print(f"searched {result.gallery_size:,} images in {1000 * result.seconds['search']:.1f} ms "
+          f"(query embedded in {1000 * result.seconds['embed']:.0f} ms); "
+          f"wrote {out}/neighbours.csv, {out}/neighbours.png")
+
+
+def add_retrieval(commands) -> None:
+    parser = commands.add_parser(
+        "retrieval", help="precision@k of same-class neighbours: the run's embedding against pixels",
+        description="Query every held-out validation image against the training images; precision@k of the run's "
+                    "embedding and of the pixel-MSE baseline; write retrieval.json and retrieval.png.")
+    parser.add_argument("--k", type=cli.positive_int, default=10, help="neighbours per query (10)")
+    add_gallery_flags(parser)
+    parser.add_argument("--out", help="folder for retrieval.json/.png (default RUN/retrieval)")
+    parser.set_defaults(handler=run_retrieval)
+
+
+def run_retrieval(args) -> None:
+    from evaluation.retrieval import evaluate_retrieval, format_results
+
+    if not args.run:
+        raise cli.UsageError("retrieval needs --run. Pass a run folder of autoencoder, vae or classifier")
+    out = default_out(args, "retrieval")
+    results = evaluate_retrieval(args.run, args.k, args.embedding, out, **gallery_overrides(args))
+    print(format_results(results))
+    print(f"{results['n_queries']} held-out queries, {results['n_gallery']} gallery images; "
+          f"wrote {out}/retrieval.json, {out}/retrieval.png")
+
+
+def add_generate(commands) -> None:
+    parser = commands.add_parser(
+        "generate", help="sample images from a generative run, or Milky-Way-like images with --near",
+        description="Write n images (PNG, grayscale for one-channel models), grid.png and generation.json. "
+                    "Without --near: samples from the model's prior. With --near: decodes noisy copies of the "
+                    "query's latent vector and reports the query's own reconstruction MSE.")
+    parser.add_argument("--run", required=True, help="run folder written by train.py")
+    parser.add_argument("--n", type=cli.positive_int, default=16, help="images to write (16)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images (0)")
+    parser.add_argument("--near", metavar="QUERY", help="'milky-way' or a PNG/JPEG file: models that encode and decode")
+    parser.add_argument("--noise", type=float,
+                        help="with --near: noise in units of the dataset's latent spread per component (0.5)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="images made at once (16)")
+    parser.add_argument("--out", help="folder for the images (default RUN/generated)")
+    parser.set_defaults(handler=run_generate)
+
+
+def run_generate(args) -> None:
+    from evaluation.generation import generate_images
+
+    out = default_out(args, "generated")
+    summary = generate_images(args.run, out, args.n, args.seed, args.near, args.noise, args.batch_size)
+    shape = "×".join(map(str, summary["image_shape"]))
+    print(f"{summary['n']} images of {shape} from {summary['model']} at {summary['images_per_second']:.1f} images/s "
+          f"(generate {summary['seconds']['generate']:.2f} s, write {summary['seconds']['write']:.2f} s)")
+    if "reconstruction_mse" in summary:
+        error = summary["reconstruction_mse"]
+        print(f"reconstruction MSE: {args.near} {error['query']:.5f}, {error['dataset_images']} dataset images "
+              f"{error['dataset_mean']:.5f} (mean) {error['dataset_median']:.5f} (median)")
+    print(f"wrote {out}/ (image_*.png, grid.png, generation.json)")
+
+
+def add_score(commands) -> None:
+    parser = commands.add_parser(
+        "score", help="score generated sets against real images: learned score, distribution distances, collapse",
+        description="Compare generated image sets with real images; write score.json and score.png. Several "
+                    "--run / --generated give one comparison table, best first.")
+    parser.add_argument("--run", action="append", default=[], help="a generative run folder (repeat to compare)")
+    parser.add_argument("--generated", action="append", default=[], metavar="DIR",
+                        help="a folder of generated PNGs, e.g. from 'evaluate.py generate' (repeat to compare)")
+    parser.add_argument("--n", type=cli.positive_int, default=500, help="images per set, and real images (500)")
+    parser.add_argument("--real", default="star-fields", metavar="DATASET",
+                        help="the real images: a dataset of 'train.py --list' (star-fields)")
+    parser.add_argument("--data-dir", help="file or folder the real dataset reads (cil: the CIL folder)")
+    parser.add_argument("--scorer", metavar="RUN", help="a trained rf-scorer or cnn-scorer run: the learned score")
+    parser.add_argument("--features", metavar="RUN",
+                        help="a trained run whose encode (else classify) gives the features of FID, KID, "
+                             "precision and recall (cnn-scorer for star fields, classifier for galaxies)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed of the runs and the real dataset's (0)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=16,
+                        help="images made and measured at once; the same as generate's gives its images (16)")
+    parser.add_argument("--out", required=True, help="folder for score.json and score.png")
+    parser.set_defaults(handler=run_score)
+
+
+def run_score(args) -> None:
+    from evaluation.score import format_table, score_sets
+
+    report = score_sets(args.out, runs=args.run, generated=args.generated, real=args.real, data_dir=args.data_dir,
+                        n=args.n, scorer=args.scorer, features=args.features, seed=args.seed,
+                        batch_size=args.batch_size)
+    print(format_table(report))
+    print(f"ranked by {report['ranked_by']}; wrote {args.out}/score.json, {args.out}/score.png")
+
+
+def build_parser() -> cli.Parser:
+    parser = cli.Parser(prog="evaluate.py", description="Evaluate astrozoo models and write results.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=cli.Parser)
+    for add_command in (add_benchmark, add_neighbours, add_retrieval, add_generate, add_score):
+        add_command(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    cli.run(main)

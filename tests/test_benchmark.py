@@ -1,0 +1,192 @@
+"""evaluate.py benchmark: FLOPs against a hand count, the JSON/Markdown/PNG it writes on tiny settings, devices
+reported absent, TensorFlow-only parts recognised, --compare's speed-up and cost, and one-line errors."""
+import json
+
+import keras
+import pytest
+
+import cli
+import evaluate
+import zoo
+from evaluation import benchmark
+
+RECORD_KEYS = {"model", "device", "mode", "status", "reason", "images_per_s", "ms_per_step", "cpu_ms_per_step",
+               "images", "steps", "batch_size", "image_size", "backend", "versions", "precision", "peak_memory_mb"}
+
+
+def test_seed_cnn_training_flops_match_a_hand_count():
+    model = zoo.create("classifier", image_size=64, num_classes=5)
+    assert model.count_params() == 155_013
+    conv = [2 * side * side * 3 * 3 * c_in * 32 for side, c_in in ((64, 3), (32, 32), (16, 32))]
+    dense = [2 * 8 * 8 * 32 * 64, 2 * 64 * 64, 2 * 64 * 5]
+    assert conv == [7_077_888, 18_874_368, 4_718_592] and dense == [262_144, 8_192, 640]
+    assert benchmark.forward_flops_per_image(model) == sum(conv + dense) == 30_941_824
+    assert benchmark.training_flops_per_image(model) == 3 * 30_941_824
+
+
+def test_autoencoder_flops_count_transposed_convolutions_on_their_input_side():
+    model = zoo.create("autoencoder", image_size=16)
+    encoder = [2 * side * side * 9 * c_in * 32 for side, c_in in ((16, 3), (8, 32), (4, 32), (2, 32))] + [2 * 32 * 64]
+    decoder = [2 * 64 * 32] + [2 * side * side * 9 * 32 * 32 for side in (1, 2, 4, 8)] + [2 * 16 * 16 * 9 * 32 * 3]
+    assert benchmark.forward_flops_per_image(model) == sum(encoder + decoder) == 4_007_936
+
+
+class GradientTapeModel(keras.Model):
+    """A model whose train step is written with TensorFlow, like the GANs', and says so."""
+
+    train_backends = ("tensorflow",)
+
+    def __init__(self):
+        super().__init__()
+        self.net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+
+    def call(self, x):
+        return self.net(x)
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(self(data[0]))
+        self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+        return {"loss": loss}
+
+
+def test_tensorflow_only_models_are_skipped_on_other_backends_and_get_no_flops_count(monkeypatch):
+    tensorflow_only = [zoo.create(name, image_size=16) for name in ("dcgan", "wgan-gp", "stylegan")]
+    assert not any(zoo.registry.trains_on(model, "jax") for model in [*tensorflow_only, zoo.create("layered")])
+    assert zoo.registry.trains_on(zoo.create("vae", image_size=16), "jax")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    reason = benchmark.backend_skip_reason(GradientTapeModel())
+    assert reason.startswith("it trains only with tensorflow") and "KERAS_BACKEND=tensorflow" in reason
+    assert benchmark.backend_skip_reason(zoo.create("vae", image_size=16)) is None
+    model = GradientTapeModel()
+    assert benchmark.forward_flops_per_image(model) == 2 * 4 * 1
+    assert benchmark.training_flops_per_image(model) is None  # its step is not one forward and backward pass
+
+
+def test_benchmark_writes_json_table_and_chart(tmp_path, capsys):
+    out = tmp_path / "bench"
+    evaluate.main(["benchmark", "--models", "classifier,vae", "--devices", "cpu,gpu", "--steps", "2", "--warmup", "1",
+                   "--image-size", "16", "--batch-size", "4", "--out", str(out)])
+    printed = capsys.readouterr().out
+    result = json.loads((out / "benchmark.json").read_text())
+    records = {(r["model"], r["device"], r["mode"]): r for r in result["records"]}
+    assert all(RECORD_KEYS <= set(r) for r in result["records"] if r["mode"] != "device")
+    expected = {("classifier", "train"), ("classifier", "classify"), ("classifier", "fit-in-memory"),
+                ("classifier", "fit-pipeline"), ("vae", "train"), ("vae", "encode"), ("vae", "reconstruct"),
+                ("vae", "generate"), ("vae", "fit-in-memory"), ("vae", "fit-pipeline")}
+    expected |= {(source, mode) for source in ("synthetic-galaxies", "galaxy10-hdf5", "star-field-tiles")
+                 for mode in ("pipeline-first-pass", "pipeline-cached")}
+    assert {(model, mode) for model, device, mode in records if device == "cpu"} == expected
+    measured = [r for r in result["records"] if r["device"] == "cpu"]
+    assert all(r["status"] == "ok" and r["images_per_s"] > 0 and r["ms_per_step"] > 0 and r["cpu_ms_per_step"] > 0
+               for r in measured)
+    for r in measured:  # images/s and ms/step describe the same steps
+        assert r["images_per_s"] * r["ms_per_step"] / 1000 == pytest.approx(r["images"] / r["steps"])
+    assert all(r["backend"] == keras.backend.backend() and r["versions"]["keras"] == keras.__version__
+               and r["batch_size"] == 4 for r in measured)
+
+    gpu = [r for r in result["records"] if r["device"] == "gpu"]
+    assert len(gpu) == 1 and gpu[0]["status"] == "absent" and "sees no GPU" in gpu[0]["reason"]
+    assert result["meta"]["devices"]["gpu"]["present"] is False
+
+    train = records["classifier", "cpu", "train"]
+    assert train["images"] == 8 and train["steps"] == 2 and train["compile_s"] > 0
+    assert train["jit_compile"] is (keras.backend.backend() == "jax")  # TensorFlow: no XLA on CPU
+    assert train["gflop_per_image"] == pytest.approx(3 * benchmark.forward_flops_per_image(
+        zoo.create("classifier", image_size=16)) / 1e9)
+    assert train["percent_of_peak"] == pytest.approx(
+        100 * train["achieved_gflops"] / result["meta"]["devices"]["cpu"]["matmul_gflops"])
+    pipeline = records["vae", "cpu", "fit-pipeline"]
+    in_memory = records["vae", "cpu", "fit-in-memory"]
+    assert pipeline["overhead_percent"] == pytest.approx(
+        100 * (in_memory["images_per_s"] / pipeline["images_per_s"] - 1))
+    assert pipeline["cpu_overhead_percent"] == pytest.approx(
+        100 * (pipeline["cpu_ms_per_step"] / in_memory["cpu_ms_per_step"] - 1))
+    assert records["star-field-tiles", "cpu", "pipeline-first-pass"]["images"] == 16  # one field, 4 × 4 tiles
+    assert records["galaxy10-hdf5", "cpu", "pipeline-cached"]["images"] == 8
+
+    table = (out / "benchmark.md").read_text()
+    assert "| classifier | train |" in table and "| vae | generate |" in table and "| absent |" in table
+    assert "gpu: absent" in table and table.strip() in printed
+    assert (out / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_xla_and_mixed_precision_are_applied_and_recorded(tmp_path):
+    config = benchmark.BenchmarkConfig(models=("classifier",), devices=("cpu",), modes=("infer",), batch_size=4,
+                                       image_size=16, steps=1, warmup=1, xla=True, mixed_precision=True)
+    (classify,) = benchmark.run(config, progress=lambda line: None)["records"]
+    assert classify["status"] == "ok" and classify["jit_compile"] is True
+    assert classify["precision"] == "mixed_bfloat16"  # on CPU; mixed_float16 on GPU
+    assert keras.config.dtype_policy().name == "float32"  # restored afterwards
+
+
+def test_without_tensorflow_the_pipeline_measurements_are_skipped_with_the_reason(monkeypatch):
+    monkeypatch.setattr(benchmark, "tensorflow_available", lambda: False)
+    config = benchmark.BenchmarkConfig(models=(), batch_size=4, image_size=16, steps=1)
+    records = benchmark.measure_pipelines(config, progress=lambda line: None)
+    assert len(records) == 6 and {r["status"] for r in records} == {"skipped"}
+    assert all(r["reason"] == "TensorFlow is not installed; the tf.data pipeline needs it" for r in records)
+
+
+def write_result(path, records):
+    path.write_text(json.dumps({"meta": {}, "records": [
+        {"model": model, "mode": mode, "device": device, "status": "ok", "images_per_s": speed}
+        for model, mode, device, speed in records]}))
+    return path
+
+
+def test_compare_gives_speed_up_and_cost_per_million_images(tmp_path, capsys):
+    gpu = write_result(tmp_path / "gpu.json", [("classifier", "train", "gpu", 1000.0), ("vae", "train", "gpu", 400.0),
+                                              ("classifier", "train", "cpu", 90.0), ("dcgan", "train", "gpu", 10.0)])
+    cpu = write_result(tmp_path / "cpu.json", [("classifier", "train", "cpu", 50.0), ("vae", "train", "cpu", 40.0)])
+    rows = benchmark.compare(benchmark.load_result(gpu), benchmark.load_result(cpu))
+    assert [(r["model"], r["mode"]) for r in rows] == [("classifier", "train"), ("vae", "train")]
+    assert rows[0]["speed_up"] == pytest.approx(20.0) and rows[1]["speed_up"] == pytest.approx(10.0)
+    # 1M images at 1000 images/s take 1000 s: 12.24 $/h × 1000/3600 h; on the CPU 20000 s at 0.17 $/h
+    assert rows[0]["a_usd_per_million"] == pytest.approx(3.4)
+    assert rows[0]["b_usd_per_million"] == pytest.approx(0.17 * 20000 / 3600)
+
+    evaluate.main(["benchmark", "--compare", str(gpu), str(cpu), "--price-a", "3.06", "--out", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["classifier", "train", "1,000.0", "50.0", "20.00×", "0.850", "0.944"]
+    assert json.loads((tmp_path / "compare.json").read_text())[1]["speed_up"] == pytest.approx(10.0)
+
+    evaluate.main(["benchmark", "--compare", str(gpu), str(gpu), "--device-b", "cpu"])
+    assert capsys.readouterr().out.splitlines()[1].split()[4] == f"{1000 / 90:.2f}×"  # one machine's GPU vs CPU
+
+
+BAD_INPUT = [
+    (["--devices", "cpu,tpu", "--out", "o"], "error: argument --devices: unknown device 'tpu', use some of cpu,gpu"),
+    (["--modes", "train,speed", "--out", "o"], "error: argument --modes: unknown mode 'speed'"),
+    (["--steps", "0", "--out", "o"], "error: argument --steps: expected a positive whole number, got '0'"),
+    ([], "error: no --out given. Pass a folder for the results"),
+    (["--image-size", "12", "--out", "o"], "error: --image-size must be a positive multiple of 8, got 12"),
+    (["--models", "classifier,nope", "--out", "o"], "error: unknown model 'nope'. Choose one of: autoencoder"),
+    (["--compare", "missing.json", "missing.json"], "error: 'missing.json' is not a readable benchmark.json"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_INPUT)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(lambda: evaluate.main(["benchmark", *argv]))
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_without_shared_measurements_says_what_to_pass(tmp_path):
+    cpu_only = write_result(tmp_path / "cpu.json", [("classifier", "train", "cpu", 50.0)])
+    with pytest.raises(benchmark.DataError, match="share no measurement of A on gpu and B on cpu"):
+        benchmark.compare(benchmark.load_result(cpu_only), benchmark.load_result(cpu_only))
+
+
+def test_timed_loops_stop_after_max_seconds_but_time_at_least_one_step():
+    calls = []
+    assert benchmark.timed_steps(lambda: calls.append(1), 5, max_seconds=1e9)[1] == 5
+    assert benchmark.timed_steps(lambda: calls.append(1), 5, max_seconds=0)[1] == 1
+    assert len(calls) == 6
