@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: venv demo test bench search clean
+.PHONY: venv demo test bench search paper clean
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ search: $(RUNTIME) $(SEARCH_RUNS:%=%/model.keras)
 	$(PY) evaluate.py neighbours --embedding pixels --limit 4000 --k 10 --out runs/search-pixels/neighbours
 	$(PY) evaluate.py generate --run runs/search-vae --near milky-way --n 16 --noise 0.5
 	$(PY) evaluate.py generate --run runs/search-autoencoder --near milky-way --n 16 --noise 0.5
+
+# The star-field seed's Fig. 1, Fig. 4 and Table I on this machine: trains naive, layered, a short StyleGAN and the
+# two scorers on the built-in star fields, scores 500 generated fields per model (evaluation/paper.py).
+paper: $(RUNTIME)
+	$(PY) evaluate.py paper --out reports/paper
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

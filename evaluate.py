@@ -228,10 +228,28 @@ def run_score(args) -> None:
     print(f"ranked by {report['ranked_by']}; wrote {args.out}/score.json, {args.out}/score.png")
 
 
+def add_paper(commands) -> None:
+    parser = commands.add_parser(
+        "paper", help="the star-field seed's Fig. 1, Fig. 4 and Table I on this machine (make paper)",
+        description="Train naive, layered, a short StyleGAN and both scorers on the built-in star fields, score "
+                    "the generated fields, and write figure1.png, figure4.png, table1.md and results.json.")
+    parser.add_argument("--out", default="reports/paper", help="output folder (reports/paper)")
+    parser.add_argument("--runs", default="runs/paper", help="folder of the trained runs, replaced (runs/paper)")
+    parser.add_argument("--n", type=cli.positive_int, default=500, help="generated fields per model (500)")
+    parser.add_argument("--seed", type=int, default=0, help="training and sampling seed (0)")
+    parser.set_defaults(handler=run_paper)
+
+
+def run_paper(args) -> None:
+    from evaluation.paper import PaperConfig, make_paper
+
+    make_paper(args.out, PaperConfig(n=args.n, seed=args.seed), args.runs)
+
+
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="evaluate.py", description="Evaluate astrozoo models and write results.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=cli.Parser)
-    for add_command in (add_benchmark, add_neighbours, add_retrieval, add_generate, add_score):
+    for add_command in (add_benchmark, add_neighbours, add_retrieval, add_generate, add_score, add_paper):
         add_command(commands)
     return parser
 

@@ -30,8 +30,12 @@ def list_datasets() -> dict[str, str]:
 
 
 def load(name: str, *, data_dir: str | None = None, image_size: int = 64, seed: int = 0,
-         classes: Sequence[str] | str | None = None, limit: int | None = None) -> Source:
-    """Opens source `name`, keeps only `classes` (names or indices, in that order) and the first `limit` rows."""
+         classes: Sequence[str] | str | None = None, limit: int | None = None, scored: bool = False) -> Source:
+    """Opens source `name`, keeps only `classes` (names or indices, in that order) and the first `limit` rows.
+
+    scored=True opens the dataset's scored images instead (`open_scored`: images with a similarity score 0-8
+    in `metadata(...)["score"]`, what the scorers learn from); only star-fields and cil have them.
+    """
     if name not in SOURCES:
         raise DataError(f"unknown dataset '{name}'. Choose one of: {', '.join(SOURCES)}")
     module_name, needs_dir, _ = SOURCES[name]
@@ -39,7 +43,12 @@ def load(name: str, *, data_dir: str | None = None, image_size: int = 64, seed: 
         raise DataError(f"dataset '{name}' needs --data-dir. Point it at the file or folder to read")
     if limit is not None and limit <= 0:
         raise DataError(f"--limit must be a positive number of images, got {limit}. Leave it out to use all")
-    source = importlib.import_module(module_name).open_source(data_dir=data_dir, image_size=image_size, seed=seed)
+    module = importlib.import_module(module_name)
+    if scored and not hasattr(module, "open_scored"):
+        raise DataError(f"dataset '{name}' has no scored images to learn scores from. "
+                        "Use --dataset star-fields (built-in) or --dataset cil --data-dir DIR")
+    opener = module.open_scored if scored else module.open_source
+    source = opener(data_dir=data_dir, image_size=image_size, seed=seed)
     if classes:
         source = select_classes(source, classes)
     if limit is not None and limit < len(source):

@@ -152,6 +152,13 @@ class CILSource(Source):
         return columns
 
 
+def open_scored(data_dir: str | os.PathLike | None, image_size: int = 1000, seed: int = 0) -> CILSource:
+    """The scored fields of the CIL folder `data_dir` with their scores (what the scorers learn from)."""
+    if not data_dir:
+        raise DataError("the cil dataset needs the CIL cosmology folder. Pass it with --data-dir")
+    return CILSource(data_dir, "scored")
+
+
 def open_source(data_dir: str | os.PathLike | None, image_size: int = 1000, seed: int = 0) -> CILSource:
     """The real labeled fields of the CIL folder `data_dir` (what generative models train on)."""
     if not data_dir:

@@ -252,6 +252,27 @@ class StarFields(Source):
         return images, self.labels()[:len(indices)]
 
 
+class ScoredStarFields(StarFields):
+    """`n` scored fields, field for field the `scored/` set that `write_cil(seed=seed)` writes: real fields with
+    random distortions, their score 0-8 in `scores` and `metadata(...)["score"]`; unlabeled."""
+
+    def __init__(self, n: int = DEFAULT_N, seed: int = 0):
+        super().__init__(n, seed)
+        self.scores = np.array([random_distortion(_rng(seed, "scored", i), fake=False).score for i in range(n)])
+
+    def field(self, index: int) -> tuple[np.ndarray, Stars]:
+        rng = _rng(self.seed, "scored", index)
+        return render_field(rng, random_distortion(rng, fake=False))
+
+    def metadata(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {"score": self.scores[np.asarray(indices)]}
+
+
+def open_scored(data_dir: str | None = None, image_size: int = FIELD_SIZE, seed: int = 0) -> ScoredStarFields:
+    """The scored fields `datasets.load("star-fields", scored=True)` opens (what the scorers learn from)."""
+    return ScoredStarFields(seed=seed)
+
+
 def open_source(data_dir: str | None = None, image_size: int = FIELD_SIZE, seed: int = 0) -> StarFields:
     """The dataset `datasets.load("star-fields")` opens: fields are always 1000 px (the pipeline resizes or
     tiles them); `data_dir` and `image_size` are unused."""

@@ -81,6 +81,12 @@ def capabilities(model) -> tuple[str, ...]:
     return zoo.get_entry(model.zoo_name).capabilities
 
 
+def models_like(model, *capabilities_needed: str) -> str:
+    """The models of `model`'s image world that offer one of `capabilities_needed`, for error messages."""
+    world = zoo.get_entry(model.zoo_name).world
+    return "/".join(name for capability in capabilities_needed for name in zoo.list_models(capability, world))
+
+
 def default_embedding(model) -> str:
     """`latent` for a model that encodes, `scores` for a classifier, `pixels` without a model."""
     if model is None:
@@ -88,7 +94,7 @@ def default_embedding(model) -> str:
     offered = [name for name, capability in EMBEDDING_CAPABILITY.items() if capability in capabilities(model)]
     if not offered:
         raise ModelError(f"model '{model.zoo_name}' has neither a latent space nor class scores. Use a run of "
-                         f"{'/'.join(zoo.list_models('encode') + zoo.list_models('classify'))}, "
+                         f"{models_like(model, 'encode', 'classify')}, "
                          "or --embedding pixels without --run")
     return offered[0]
 
@@ -108,7 +114,7 @@ def embedder(model, embedding: str) -> Callable[[np.ndarray], np.ndarray]:
         meaning = {"latent": "latent space", "scores": "class scores"}[embedding]
         others = [f"--embedding {name}" for name, needed in EMBEDDING_CAPABILITY.items() if needed in offered]
         raise ModelError(f"model '{model.zoo_name}' has no {meaning}. Use {others[0] if others else '--embedding pixels'}"
-                         f" or a run of {'/'.join(zoo.list_models(capability))}")
+                         f" or a run of {models_like(model, capability)}")
     method = getattr(model, capability)
     return lambda images: np.asarray(method(images), np.float32).reshape(len(images), -1)
 

@@ -6,10 +6,13 @@ matrices) and checkpoint/ (weights, optimizer state and epoch, from Keras' Backu
 Everything that can be wrong with the input is checked before the folder is created.
 
 Models that are not one Keras model (the statistical and composite star-field models) train through the
-same `train` by a small protocol: `fit_source(source, epochs=, batch_size=, steps_per_epoch=, seed=, log=,
-verbose=)` reads whole images of the training split from the source and hands each stage or epoch to `log`
-as a history row; `sample_grids(seed)` names the images for samples/; `save(folder)` writes a folder of
-parts, saved as model/ (read back by the registry entry's `loader`). Such runs have no logs/ or checkpoint/.
+same `train` by a small protocol: `fit_source(source, validation=, epochs=, batch_size=, steps_per_epoch=,
+seed=, log=, verbose=)` reads whole images of the training split from the source (`validation`: the held-out
+split, for models that report on it) and hands each stage or epoch to `log` as a history row;
+`sample_grids(seed)` names the images for samples/; `save(folder)` writes a folder of parts, saved as model/
+(read back by the registry entry's `loader`). Such runs have no logs/ or checkpoint/.
+
+Models with the `score` capability learn from a dataset's scored images (`datasets.load(..., scored=True)`).
 """
 from __future__ import annotations
 
@@ -131,7 +134,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
     check(config)
     keras.utils.set_random_seed(config.seed)
     source = datasets.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
-                           seed=config.seed, classes=config.classes, limit=config.limit)
+                           seed=config.seed, classes=config.classes, limit=config.limit,
+                           scored="score" in zoo.get_entry(config.model).capabilities)
     options = model_options(config, source)
     model = zoo.create(config.model, **options)
     capabilities = zoo.get_entry(config.model).capabilities
@@ -208,8 +212,9 @@ def _fit_parts(config, source, model, options, capabilities, run_dir: Path, verb
     samples/ from `sample_grids` and model/ from `save`."""
     _write_config(config, source, options, capabilities, run_dir)
     rows: list[dict] = []
-    train_rows = Subset(source, split_indices(len(source), "train", config.validation_fraction, config.seed))
-    model.fit_source(train_rows, epochs=config.epochs, batch_size=config.batch_size,
+    train_rows, validation_rows = (Subset(source, split_indices(len(source), split, config.validation_fraction,
+                                                                config.seed)) for split in ("train", "validation"))
+    model.fit_source(train_rows, validation=validation_rows, epochs=config.epochs, batch_size=config.batch_size,
                      steps_per_epoch=config.steps_per_epoch, seed=config.seed, log=rows.append, verbose=verbose)
     write_atomic(run_dir / "history.csv", lambda tmp: Path(tmp).write_text(history_csv(rows)))
     for name, image in model.sample_grids(seed=config.seed).items():

@@ -327,7 +327,7 @@ class LayeredModel:
                                  shuffle=True, augment=True, repeat=True, seed=seed)
         steps_per_epoch = steps_per_epoch or self.options["star_steps_per_epoch"]
         self.stars.fit(star_data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[EpochRows("stars", log)],
-                       verbose=verbose)
+                       shuffle=False, verbose=verbose)     # make_dataset already shuffles
         coordinate_epochs = self.options["coordinate_epochs"]
         with tqdm(total=coordinate_epochs, desc="coordinate GAN", unit="epoch", leave=False,
                   disable=verbose == 0) as progress:

@@ -59,9 +59,10 @@ def register(name: str, *, world: str, capabilities: tuple[str, ...], loader: Ca
     return decorate
 
 
-def list_models(capability: str | None = None) -> list[str]:
-    """Registered model names, optionally only those offering `capability`."""
-    return sorted(n for n, e in _REGISTRY.items() if capability is None or capability in e.capabilities)
+def list_models(capability: str | None = None, world: str | None = None) -> list[str]:
+    """Registered model names, optionally only those offering `capability` and those of image world `world`."""
+    return sorted(n for n, e in _REGISTRY.items()
+                  if (capability is None or capability in e.capabilities) and world in (None, e.world))
 
 
 def trains_on(model, backend: str) -> bool:

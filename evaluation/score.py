@@ -1,0 +1,452 @@
+"""How good are generated images? `evaluate.py score` compares one or more generated sets with real images.
+
+A set is a generative run sampled on the fly (`--run`, the same images `evaluate.py generate --seed S` writes with
+the same batch size) or a folder of PNGs (`--generated`, e.g. what `evaluate.py generate` wrote). Every set and the
+real images are read once, batch by batch (500 star fields of 1000×1000 never sit in memory together), and give:
+
+- `scorer`: mean, std, min and max of a trained scorer's score (`--scorer RUN`: rf-scorer or cnn-scorer);
+- `histogram_w1`: the 1-D Wasserstein distance between the pixel-intensity distributions, and
+  `power_spectrum_distance`: the L2 distance between the mean log10 radial power spectra (evaluation/metrics.py);
+- `fid_domain`, `kid_domain`, `precision`, `recall` (k = 3): on features of a trained zoo model (`--features RUN`:
+  its `encode`, else its `classify`; cnn-scorer for star fields, the classifier or an encoder for galaxies).
+  `domain` because the features are not Inception's (no weights can be downloaded): compare numbers only
+  between sets scored with the same features run;
+- `collapse`: the share of near-black images (all of them) and the spread of the first COLLAPSE_IMAGES (pixel std
+  and mean pairwise distance, shrunk to at most COLLAPSE_SIDE px; evaluation/collapse.py) beside the real
+  images', and a verdict (`collapse_verdict`);
+- `source_count`: for star fields, the stars found per field (zoo.layered.find_stars) beside the real fields'.
+
+Star fields are compared whole at the real fields' 1000 px, as the scorers learned them: a run trained on tiles
+(`--tile 256`) has each field stitched from its tiles. Other images are compared at the first set's size.
+Missing inputs give null values, never missing keys: score.json always has REPORT_KEYS, each set SET_KEYS.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+import datasets
+import zoo
+from datasets.pipeline import data_errors, make_dataset, stitch_tiles, tile_offsets
+from datasets.source import DataError
+from evaluation import metrics
+from evaluation.collapse import CollapseThresholds, collapse_statistics
+from evaluation.files import save_figure, write_json
+from evaluation.generation import batch_seed, sampled_batches
+from zoo.registry import ModelError
+
+STAR_FIELD_DATASETS = ("star-fields", "cil")    # real datasets whose images are compared whole and counted
+COLLAPSE_IMAGES = 100
+COLLAPSE_SIDE = 256
+SPECTRUM_BANDS = 32
+KID_SUBSETS = 50
+KID_SUBSET_SIZE = 100
+NEIGHBOURS_K = 3
+MIN_IMAGES = NEIGHBOURS_K + 1
+REPORT_KEYS = ("real", "sets", "ranking", "ranked_by", "scorer_run", "features_run", "seed")
+REAL_KEYS = ("dataset", "data_dir", "n", "image_shape", "scorer", "collapse", "source_count")
+SET_KEYS = ("name", "origin", "n", "image_shape", "scorer", "histogram_w1", "power_spectrum_distance", "fid_domain",
+            "kid_domain", "precision", "recall", "collapse", "source_count")
+
+
+@dataclass
+class ImageSet:
+    """Images to score: a name, where they come from, how many, and a function giving them batch by batch."""
+
+    name: str
+    origin: str
+    n: int
+    batches: Callable[[], Iterator[np.ndarray]]      # float32 NHWC in [0, 1]
+
+
+@dataclass
+class Summary:
+    """What one pass over a set keeps: sums and small per-image values, never the images."""
+
+    name: str
+    origin: str
+    n: int
+    image_shape: tuple[int, ...]
+    histogram: np.ndarray              # grey-level counts
+    spectra: np.ndarray                # (n, bands) log10 radial power
+    black_fraction: float
+    sample: np.ndarray                 # the first COLLAPSE_IMAGES, shrunk
+    scores: np.ndarray | None
+    features: np.ndarray | None
+    stars: np.ndarray | None
+
+
+def resized(batch: np.ndarray, size: int) -> np.ndarray:
+    """A batch at size×size: area averaging to shrink, bilinear to enlarge, nothing when it already fits."""
+    if batch.shape[1:3] == (size, size):
+        return batch
+    method = cv2.INTER_AREA if batch.shape[1] > size else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(image, (size, size), interpolation=method).reshape(size, size, -1) for image in batch])
+
+
+def stitched_batches(model, n: int, seed: int, batch_size: int, tile: int, field_side: int) -> Iterator[np.ndarray]:
+    """n whole fields of field_side px from a model that makes tile×tile images, each stitched from the tiles
+    `make_dataset(tile=...)` would cut (16 tiles of 256 for 1000 px), as train.py's samples/stitched.png."""
+    count = len(tile_offsets(field_side, tile)) ** 2
+    for batch, start in enumerate(range(0, n, batch_size)):
+        fields = min(batch_size, n - start)
+        tiles = model.generate(fields * count, seed=batch_seed(seed, batch))
+        yield np.stack([stitch_tiles(tiles[k * count:(k + 1) * count], field_side, field_side) for k in range(fields)])
+
+
+def run_set(run_dir: str, n: int, seed: int, batch_size: int, size: int, real_side: int) -> ImageSet:
+    """A generative run's samples at size×size; a run trained on tiles gives fields stitched from its tiles."""
+    from training import load_config
+
+    model = zoo.load(run_dir)
+    if "generate" not in zoo.get_entry(model.zoo_name).capabilities:
+        raise ModelError(f"run '{run_dir}' is a {model.zoo_name}, which cannot generate images. "
+                         f"Pass a run of {'/'.join(zoo.list_models('generate'))}")
+    config = load_config(run_dir)
+
+    def batches():
+        if config.tile:
+            field_side = round(real_side * config.image_size / config.tile)
+            stream = stitched_batches(model, n, seed, batch_size, config.image_size, field_side)
+        else:
+            stream = sampled_batches(model, n, seed, batch_size)
+        return (resized(np.asarray(batch, np.float32), size) for batch in stream)
+
+    return ImageSet(model.zoo_name, str(run_dir), n, batches)
+
+
+def image_paths(folder: str | Path) -> list[Path]:
+    """The images `evaluate.py generate` writes (image_*.png), else every PNG, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"--generated {folder} is not a folder. Pass a folder of PNGs, e.g. one written by "
+                        "'evaluate.py generate'")
+    paths = sorted(folder.glob("image_*.png")) or sorted(folder.glob("*.png"))
+    if len(paths) < MIN_IMAGES:
+        raise DataError(f"{folder} holds {len(paths)} PNG images, at least {MIN_IMAGES} are needed. "
+                        "Write more with 'evaluate.py generate --n 500'")
+    return paths
+
+
+def read_png(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise DataError(f"{path} is not an 8-bit PNG image. Remove it from the folder or write it again")
+    if image.ndim == 2:
+        return image[..., None]
+    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[-1] == 4 else cv2.COLOR_BGR2RGB)
+
+
+def folder_set(folder: str, n: int, batch_size: int, size: int) -> ImageSet:
+    """The first n PNGs of a folder (all of them when fewer), at size×size."""
+    paths = image_paths(folder)[:n]
+
+    def batches():
+        for start in range(0, len(paths), batch_size):
+            images = np.stack([read_png(path) for path in paths[start:start + batch_size]])
+            yield resized(images.astype(np.float32) / 255, size)
+
+    return ImageSet(Path(folder).name, str(folder), len(paths), batches)
+
+
+def real_set(dataset: str, data_dir: str | None, n: int, seed: int, size: int, crop: float | None,
+             batch_size: int) -> ImageSet:
+    """The first n images of a dataset, through the pipeline's crop and resize."""
+    source = datasets.load(dataset, data_dir=data_dir, image_size=size, seed=seed, limit=n)
+
+    def batches():
+        prepared = make_dataset(source, image_size=size, crop=crop, batch_size=batch_size, cache=False)
+        with data_errors():
+            for images, _ in prepared.as_numpy_iterator():
+                yield images
+
+    return ImageSet("real", dataset, len(source), batches)
+
+
+class FeatureExtractor:
+    """A trained zoo model's `encode` (else `classify`) on images resized to the size it was trained at."""
+
+    def __init__(self, run_dir: str):
+        from training import load_config
+
+        self.model, self.run = zoo.load(run_dir), run_dir
+        offered = zoo.get_entry(self.model.zoo_name).capabilities
+        method = next((name for name in ("encode", "classify") if name in offered), None)
+        if method is None:
+            models = sorted(set(zoo.list_models("encode")) | set(zoo.list_models("classify")))
+            raise ModelError(f"--features run '{run_dir}' is a {self.model.zoo_name}, which neither encodes nor "
+                             f"classifies. Pass a run of {'/'.join(models)}")
+        self.method, self.size = getattr(self.model, method), load_config(run_dir).image_size
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.method(resized(images, self.size)), np.float64).reshape(len(images), -1)
+
+
+def scorer_of(run_dir: str):
+    scorer = zoo.load(run_dir)
+    if "score" not in zoo.get_entry(scorer.zoo_name).capabilities:
+        raise ModelError(f"--scorer run '{run_dir}' is a {scorer.zoo_name}, which does not score images. "
+                         f"Pass a run of {'/'.join(zoo.list_models('score'))}")
+    return scorer
+
+
+def summarise(image_set: ImageSet, scorer=None, features: FeatureExtractor | None = None,
+              count_stars: bool = False) -> Summary:
+    """One pass over a set: histogram, spectra, near-black share, a shrunk sample, scores, features, star counts."""
+    histogram = np.zeros(metrics.GREY_LEVELS, np.int64)
+    spectra, sample, scores, vectors, stars = [], [], [], [], []
+    black = seen = 0
+    shape = None
+    with tqdm(total=image_set.n, desc=f"scoring {image_set.name}", unit="img", leave=False) as progress:
+        for batch in image_set.batches():
+            batch = np.asarray(batch, np.float32)[:image_set.n - seen]
+            shape = shape or batch.shape[1:]
+            histogram += metrics.pixel_histogram(batch)
+            spectra.append(metrics.radial_power_spectrum(batch, spectrum_bands(batch.shape[1])))
+            black += int(np.sum(batch.reshape(len(batch), -1).max(axis=1) < CollapseThresholds.black_level))
+            if len(sample) < COLLAPSE_IMAGES:
+                sample.extend(resized(batch[:COLLAPSE_IMAGES - len(sample)], min(COLLAPSE_SIDE, batch.shape[1])))
+            if scorer is not None:
+                scores.append(scorer.score(batch))
+            if features is not None:
+                vectors.append(features(batch))
+            if count_stars:
+                stars.append(metrics.star_counts(batch))
+            seen += len(batch)
+            progress.update(len(batch))
+            if seen >= image_set.n:
+                break
+    if seen < MIN_IMAGES:
+        raise DataError(f"'{image_set.origin}' gave {seen} images, at least {MIN_IMAGES} are needed. "
+                        "Use a larger set or --n")
+    return Summary(image_set.name, image_set.origin, seen, tuple(int(s) for s in shape), histogram,
+                   np.concatenate(spectra), black / seen, np.stack(sample),
+                   np.concatenate(scores) if scorer is not None else None,
+                   np.concatenate(vectors) if features is not None else None,
+                   np.concatenate(stars) if count_stars else None)
+
+
+def spectrum_bands(size: int) -> int:
+    """SPECTRUM_BANDS, fewer for images under 64 px (a band needs frequencies)."""
+    return min(SPECTRUM_BANDS, size // 2)
+
+
+def spread(values: np.ndarray | None) -> dict | None:
+    if values is None:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "min": float(np.min(values)),
+            "max": float(np.max(values))}
+
+
+def collapse_of(summary: Summary) -> dict[str, float]:
+    """collapse_statistics of the shrunk sample, with the near-black share over every image at full size."""
+    return {**collapse_statistics(summary.sample), "black_fraction": summary.black_fraction}
+
+
+def collapse_verdict(generated: dict[str, float], real: dict[str, float],
+                     thresholds: CollapseThresholds = CollapseThresholds()) -> list[str]:
+    """Why a set looks collapsed: most images black, or a mean pairwise distance under a third of the real
+    images'. Unlike the training monitor (evaluation/collapse.py) it leaves the per-pixel std out: sparse fields
+    (the naive model's black sky) vary only where their stars are, so that std is small without any collapse."""
+    reasons = []
+    if generated["black_fraction"] > thresholds.max_black_fraction:
+        reasons.append(f"{generated['black_fraction']:.0%} of the images are black")
+    if generated["pairwise_distance"] < thresholds.min_spread_ratio * real["pairwise_distance"]:
+        reasons.append(f"pairwise distance {generated['pairwise_distance']:.3f} is under "
+                       f"{thresholds.min_spread_ratio:.2g} of the real images' {real['pairwise_distance']:.3f}")
+    return reasons
+
+
+def compare(real: Summary, generated: Summary, seed: int = 0) -> dict:
+    """The SET_KEYS of one generated set against the real images."""
+    statistics, reference = collapse_of(generated), collapse_of(real)
+    reasons = collapse_verdict(statistics, reference)
+    result = {
+        "name": generated.name, "origin": generated.origin, "n": generated.n,
+        "image_shape": list(generated.image_shape), "scorer": spread(generated.scores),
+        "histogram_w1": metrics.histogram_w1(generated.histogram, real.histogram),
+        "power_spectrum_distance": metrics.power_spectrum_distance(generated.spectra, real.spectra),
+        "fid_domain": None, "kid_domain": None, "precision": None, "recall": None,
+        "collapse": {**statistics, **{f"real_{name}": value for name, value in reference.items()},
+                     "collapsed": bool(reasons), "reasons": reasons},
+        "source_count": None,
+    }
+    if generated.features is not None:
+        found = metrics.precision_recall(real.features, generated.features, NEIGHBOURS_K)
+        result.update(fid_domain=metrics.frechet_distance(generated.features, real.features),
+                      kid_domain=metrics.kernel_distance(generated.features, real.features, KID_SUBSETS,
+                                                         KID_SUBSET_SIZE, seed),
+                      precision=found["precision"], recall=found["recall"])
+    if generated.stars is not None:
+        result["source_count"] = {**spread(generated.stars), "real_mean": float(real.stars.mean()),
+                                  "real_std": float(real.stars.std())}
+    return result
+
+
+def ranking(sets: list[dict]) -> tuple[list[str], str]:
+    """Set names best first: by mean score (higher is better) with a scorer, else by domain FID, else by
+    histogram W1 (lower is better)."""
+    if sets and sets[0]["scorer"] is not None:
+        return [s["name"] for s in sorted(sets, key=lambda s: -s["scorer"]["mean"])], "scorer mean"
+    if sets and sets[0]["fid_domain"] is not None:
+        return [s["name"] for s in sorted(sets, key=lambda s: s["fid_domain"])], "fid_domain"
+    return [s["name"] for s in sorted(sets, key=lambda s: s["histogram_w1"])], "histogram_w1"
+
+
+def unique_names(image_sets: list[ImageSet]) -> None:
+    """Two sets with the same name (two runs of one model) are named by their paths instead."""
+    names = [s.name for s in image_sets]
+    for image_set in image_sets:
+        if names.count(image_set.name) > 1:
+            image_set.name = image_set.origin
+
+
+def evaluate_sets(runs: list[str] = (), generated: list[str] = (), real: str = "star-fields",
+                  data_dir: str | None = None, n: int = 500, scorer: str | None = None, features: str | None = None,
+                  seed: int = 0, batch_size: int = 16) -> tuple[dict, list[Summary]]:
+    """The report (REPORT_KEYS) and the summaries (real first) of every set against the real images; every input
+    is checked before any image is made."""
+    from training import load_config
+
+    if not runs and not generated:
+        raise DataError("nothing to score. Pass --run RUN (a generative run) or --generated DIR (PNGs), or several")
+    if n < MIN_IMAGES or batch_size < 1:
+        raise DataError(f"--n must be at least {MIN_IMAGES} and --batch-size positive, got {n} and {batch_size}. "
+                        "Use e.g. --n 500")
+    star_fields = real in STAR_FIELD_DATASETS
+    probe = datasets.load(real, data_dir=data_dir, seed=seed, limit=1)
+    real_side = int(np.asarray(probe.read(0, 1)[0][0]).shape[0])
+    first_run = load_config(runs[0]) if runs else None
+    if star_fields:
+        size = real_side
+    elif first_run:
+        size = first_run.image_size
+    else:
+        size = read_png(image_paths(generated[0])[0]).shape[0]
+    crop = first_run.crop if first_run and first_run.dataset == real else None      # galaxies framed as trained
+    image_sets = [run_set(run, n, seed, batch_size, size, real_side) for run in runs]
+    image_sets += [folder_set(folder, n, batch_size, size) for folder in generated]
+    unique_names(image_sets)
+    scoring_model = scorer_of(scorer) if scorer else None
+    extractor = FeatureExtractor(features) if features else None
+    reference = summarise(real_set(real, data_dir, n, seed, size, crop, batch_size), scoring_model, extractor,
+                          star_fields)
+    summaries = []
+    for image_set in image_sets:
+        summary = summarise(image_set, scoring_model, extractor, star_fields)
+        if summary.image_shape[-1] != reference.image_shape[-1]:
+            raise DataError(f"'{summary.origin}' has {summary.image_shape[-1]}-channel images, the real '{real}' "
+                            f"images {reference.image_shape[-1]}. Score it against a dataset of its kind")
+        summaries.append(summary)
+    sets = [compare(reference, summary, seed) for summary in summaries]
+    names, ranked_by = ranking(sets)
+    report = {
+        "real": {"dataset": real, "data_dir": data_dir, "n": reference.n, "image_shape": list(reference.image_shape),
+                 "scorer": spread(reference.scores), "collapse": collapse_of(reference),
+                 "source_count": spread(reference.stars)},
+        "sets": sets, "ranking": names, "ranked_by": ranked_by, "scorer_run": scorer, "features_run": features,
+        "seed": seed,
+    }
+    return report, [reference, *summaries]
+
+
+def score_sets(out_dir: str | Path, **options) -> dict:
+    """`evaluate_sets(**options)`, written to out_dir as score.json and score.png; returns the report."""
+    report, summaries = evaluate_sets(**options)
+    out_dir = Path(out_dir)
+    write_json(out_dir / "score.json", report)
+    save_figure(out_dir / "score.png", report_figure(report, summaries))
+    return report
+
+
+# Reports ------------------------------------------------------------------------------------------------------
+
+def format_table(report: dict) -> str:
+    """The printed comparison: the real images, then the sets best first."""
+    def number(value, digits=3):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    rows = [("set", "n", "score (min-max)", "hist W1", "PS dist", "FID", "KID", "prec", "recall", "black",
+             "spread", "stars")]
+    real = report["real"]
+    score = real["scorer"]
+    rows.append(("real", str(real["n"]), "-" if score is None else f"{score['mean']:.2f} ({score['min']:.2f}-"
+                 f"{score['max']:.2f})", "-", "-", "-", "-", "-", "-", f"{real['collapse']['black_fraction']:.0%}",
+                 "1.00", "-" if real["source_count"] is None else f"{real['source_count']['mean']:.1f}"))
+    by_name = {s["name"]: s for s in report["sets"]}
+    for name in report["ranking"]:
+        s = by_name[name]
+        score, collapse = s["scorer"], s["collapse"]
+        ratio = collapse["pairwise_distance"] / collapse["real_pairwise_distance"] if collapse[
+            "real_pairwise_distance"] else float("nan")
+        rows.append((name, str(s["n"]),
+                     "-" if score is None else f"{score['mean']:.2f} ({score['min']:.2f}-{score['max']:.2f})",
+                     number(s["histogram_w1"], 4), number(s["power_spectrum_distance"], 2),
+                     number(s["fid_domain"], 2), "-" if s["kid_domain"] is None else f"{s['kid_domain']['mean']:.3g}",
+                     number(s["precision"], 2), number(s["recall"], 2), f"{collapse['black_fraction']:.0%}",
+                     f"{ratio:.2f}" + (" collapsed" if collapse["collapsed"] else ""),
+                     "-" if s["source_count"] is None else f"{s['source_count']['mean']:.1f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def average_histogram(summary: Summary) -> np.ndarray:
+    """Share of pixels at each grey level over the whole set (the seed's Fig. 4)."""
+    return summary.histogram / summary.histogram.sum()
+
+
+def report_figure(report: dict, summaries: list[Summary]):
+    """score.png: the ranking as bars (mean score with min-max, else histogram W1), the average histograms, the
+    mean power spectra, and the star counts (star fields) or the sample spread (other images)."""
+    import matplotlib.pyplot as plt
+
+    real, *generated = summaries
+    by_name = {s["name"]: s for s in report["sets"]}
+    ordered = [next(g for g in generated if g.name == name) for name in report["ranking"]]
+    colours = {summary.name: f"C{k}" for k, summary in enumerate(generated)} | {"real": "black"}
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8))
+    bars, histograms, spectra, extra = axes.ravel()
+    names = [s.name for s in ordered]
+    if report["real"]["scorer"] is not None:
+        entries = [*(by_name[name]["scorer"] for name in names), report["real"]["scorer"]]
+        means = np.array([e["mean"] for e in entries])
+        errors = np.array([[e["mean"] - e["min"] for e in entries], [e["max"] - e["mean"] for e in entries]])
+        bars.bar(range(len(entries)), means, yerr=errors, capsize=4,
+                 color=[colours[name] for name in [*names, "real"]], alpha=0.8)
+        bars.set_xticks(range(len(entries)), [*names, "real"])
+        bars.set(ylabel="score (mean, min-max)", title=f"scorer {Path(report['scorer_run']).name}")
+    else:
+        bars.bar(range(len(names)), [by_name[name]["histogram_w1"] for name in names],
+                 color=[colours[name] for name in names], alpha=0.8)
+        bars.set_xticks(range(len(names)), names)
+        bars.set(ylabel="histogram W1 to the real images", title="best first")
+    for summary in [real, *generated]:
+        histograms.plot(np.arange(metrics.GREY_LEVELS), average_histogram(summary), color=colours[summary.name],
+                        label=f"{summary.name} ({summary.n})", linewidth=1)
+        bands = summary.spectra.shape[1]
+        frequencies = (np.arange(bands) + 0.5) * 0.5 / bands
+        spectra.plot(frequencies, summary.spectra.mean(axis=0), color=colours[summary.name], label=summary.name)
+    histograms.set(yscale="log", xlabel="grey level", ylabel="share of pixels", title="average histogram")
+    histograms.legend(fontsize=8)
+    spectra.set(xlabel="radial frequency (cycles / px)", ylabel="log10 power", title="mean power spectrum")
+    if real.stars is not None:
+        top = max(int(max(s.stars.max() for s in summaries)), 1)
+        for summary in [real, *generated]:
+            extra.hist(summary.stars, bins=np.arange(top + 2) - 0.5, histtype="step", color=colours[summary.name],
+                       label=summary.name, density=True)
+        extra.set(xlabel="stars found per field", ylabel="share of fields", title="source counts")
+        extra.legend(fontsize=8)
+    else:
+        extra.bar(range(len(names) + 1), [*(by_name[name]["collapse"]["pairwise_distance"] for name in names),
+                                          report["real"]["collapse"]["pairwise_distance"]],
+                  color=[colours[name] for name in [*names, "real"]], alpha=0.8)
+        extra.set_xticks(range(len(names) + 1), [*names, "real"])
+        extra.set(ylabel="mean pairwise RMS distance", title="sample spread (collapse)")
+    figure.suptitle(f"{', '.join(names)} against {report['real']['n']} real images of {report['real']['dataset']}")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,314 @@
+"""Learned similarity scorers (../shared/seeds/000_*.txt, III.B): how much an image looks like the real ones,
+on the CIL scale 0-8, learned from a scored set (`--dataset star-fields`: the built-in scored fields,
+`--dataset cil`: the `scored/` folder of a CIL layout).
+
+- `rf-scorer`: the seed's random forest on hand-made features, the share of pixels per grey-level bin
+  (log-spaced bins, since the sky sits below 30 of 255) and the log radially averaged power spectrum.
+  The seed reached a mean absolute error of 0.116 with it.
+- `cnn-scorer`: the seed's first attempt, a small ResNet-style Keras CNN regressor on images shrunk to
+  `input_size` px (MAE 0.63 in the seed). Its pooled features (`encode`) serve `evaluate.py score --features`
+  as a star-field feature extractor for the domain FID / KID.
+
+Both train through training/run.py's protocol for models that are not one Keras model: `fit_source` reads the
+scored images of the training split (scores from `source.metadata(...)["score"]`), reports the MAE on the
+held-out split and the MAE of always predicting the training mean, for scale; `score(images) -> (n,)`.
+
+The forest is saved with joblib, which pickles it: loading a pickle runs code, so only load scorer run folders
+you trust (skops' safe format would not help here: it still needs the tree arrays trusted by hand).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+from keras import layers
+from tqdm import tqdm
+
+from datasets.cil import SCORE_RANGE
+from datasets.source import DataError, Source
+from evaluation.metrics import grey_levels, radial_power_spectrum
+from zoo.layered import EpochRows
+from zoo.registry import ModelError, register
+
+READ_CHUNK = 32     # scored images read and turned into features at once (32 fields of 1000² are 32 MB)
+
+
+def scored_images(source: Source, description: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(images float32 NHWC in [0, 1], scores) of a scored source, chunk by chunk. Rows are read one by one on
+    all cores: a Subset reads whole spans of its base source, which for the scattered held-out rows of rendered
+    fields would render ten times the fields it keeps."""
+    try:
+        scores = np.asarray(source.metadata(np.arange(len(source)))["score"], np.float64)
+    except KeyError:
+        raise DataError(f"dataset '{source.name}' has no scores to learn from. Train a scorer with "
+                        "--dataset star-fields (built-in scored fields) or --dataset cil --data-dir DIR") from None
+    with ThreadPoolExecutor(os.cpu_count()) as pool, tqdm(total=len(source), desc=description, unit="img",
+                                                          leave=False) as progress:
+        for start in range(0, len(source), READ_CHUNK):
+            rows = range(start, min(start + READ_CHUNK, len(source)))
+            images = pool.map(lambda row: np.asarray(source.read(row, row + 1)[0][0]), rows)
+            batch = np.stack(list(images)).astype(np.float32) / 255
+            progress.update(len(batch))
+            yield (batch if batch.ndim == 4 else batch[..., None]), scores[start:start + len(batch)]
+
+
+def validation_plot(true: np.ndarray, predicted: np.ndarray, title: str) -> np.ndarray:
+    """RGB image of predicted against true scores on the held-out split (samples/validation.png)."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4, 4), dpi=100)
+    axis.scatter(true, predicted, s=8, alpha=0.6)
+    axis.plot(SCORE_RANGE, SCORE_RANGE, color="0.5", linewidth=1)
+    axis.set(xlim=SCORE_RANGE, ylim=SCORE_RANGE, xlabel="true score", ylabel="predicted score", title=title)
+    figure.tight_layout()
+    figure.canvas.draw()
+    image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return image
+
+
+class Scorer:
+    """What both scorers share: the held-out MAE row and samples/validation.png."""
+
+    name = "scorer"
+
+    def __init__(self):
+        self.validation: tuple[np.ndarray, np.ndarray] | None = None     # true and predicted held-out scores
+
+    def held_out_row(self, true: np.ndarray, predicted: np.ndarray, train_scores: np.ndarray) -> dict:
+        """val_mae on the held-out split, beside val_mae_of_mean, the MAE of always predicting the training mean."""
+        self.validation = (true, predicted)
+        return {"val_mae": float(np.mean(np.abs(predicted - true))),
+                "val_mae_of_mean": float(np.mean(np.abs(train_scores.mean() - true)))}
+
+    def sample_grids(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """samples/validation.png: predicted against true held-out scores (nothing without a held-out split)."""
+        if self.validation is None:
+            return {}
+        true, predicted = self.validation
+        mae = np.mean(np.abs(predicted - true))
+        return {"validation": validation_plot(true, predicted, f"{self.name}: held-out MAE {mae:.3f}")}
+
+
+# The random forest ------------------------------------------------------------------------------------------
+
+def histogram_bin_starts(bins: int) -> np.ndarray:
+    """First grey level of each of `bins` bins, about log-spaced over 0-255: 2-3 levels wide in the dark sky,
+    20-30 among the bright star pixels (32 bins)."""
+    edges = np.unique(np.floor(np.geomspace(1, 256, 4 * bins)).astype(np.int64) - 1)
+    return edges[np.round(np.linspace(0, len(edges) - 1, bins)).astype(int)] if len(edges) > bins else edges
+
+
+def image_features(images: np.ndarray, bins: int = 32, bands: int = 32) -> np.ndarray:
+    """(n, bins + bands) features of images in [0, 1]: the share of pixels in each log-spaced grey-level bin,
+    then the log10 radially averaged power spectrum (evaluation.metrics.radial_power_spectrum)."""
+    levels = grey_levels(images).reshape(len(images), -1)
+    starts = histogram_bin_starts(bins)
+    shares = np.stack([np.add.reduceat(np.bincount(row, minlength=256), starts) for row in levels]) / levels.shape[1]
+    return np.concatenate([shares, radial_power_spectrum(images, bands)], axis=1).astype(np.float32)
+
+
+class ForestScorer(Scorer):
+    """scikit-learn RandomForestRegressor on `image_features`."""
+
+    name = "rf-scorer"
+
+    def __init__(self, *, bins: int, bands: int, trees: int, min_samples_leaf: int, max_features: float, seed: int):
+        super().__init__()
+        self.options = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
+        if len(histogram_bin_starts(bins)) != bins or bins < 2 or bands < 1 or trees < 1:
+            raise ModelError(f"rf-scorer needs 2-256 histogram bins, at least 1 spectrum band and 1 tree, got "
+                             f"bins={bins}, bands={bands}, trees={trees}. Use e.g. --option bins=32")
+        self.forest = None
+
+    def features_and_scores(self, source: Source) -> tuple[np.ndarray, np.ndarray]:
+        chunks = [(image_features(images, self.options["bins"], self.options["bands"]), scores)
+                  for images, scores in scored_images(source, "scorer features")]
+        return np.concatenate([f for f, _ in chunks]), np.concatenate([s for _, s in chunks])
+
+    def fit_source(self, source: Source, *, validation: Source | None = None, epochs: int = 1, batch_size: int = 32,
+                   steps_per_epoch: int | None = None, seed: int = 0, log: Callable[[dict], None] = lambda row: None,
+                   verbose: int | str = "auto") -> None:
+        """Features of every training image, one forest (epochs, batches and steps do not apply), then the
+        held-out MAE; hands `log` one history row."""
+        from sklearn.ensemble import RandomForestRegressor
+
+        started = time.perf_counter()
+        features, scores = self.features_and_scores(source)
+        self.forest = RandomForestRegressor(
+            self.options["trees"], min_samples_leaf=self.options["min_samples_leaf"],
+            max_features=self.options["max_features"], random_state=self.options["seed"], n_jobs=-1)
+        self.forest.fit(features, scores)
+        row = {"part": "forest", "epoch": 0, "images": len(scores)}
+        if validation is not None and len(validation):
+            held_out, true = self.features_and_scores(validation)
+            row.update(self.held_out_row(true, self.predict(held_out), scores))
+        log({**row, "seconds": time.perf_counter() - started})
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if self.forest is None:
+            raise ModelError("the rf-scorer is not trained yet. Train it with 'python train.py --model rf-scorer "
+                             "--dataset star-fields' and load the run with zoo.load")
+        return self.forest.predict(features).astype(np.float32)
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        """(n,) scores 0-8 of images float32 NHWC in [0, 1], any size of at least 2·bands px."""
+        return self.predict(image_features(images, self.options["bins"], self.options["bands"]))
+
+    def save(self, folder: str | Path) -> None:
+        """parts.json (options) and forest.joblib (the pickled forest) into `folder` (which exists)."""
+        import joblib
+
+        folder = Path(folder)
+        (folder / "parts.json").write_text(json.dumps({"model": self.name, "options": self.options}, indent=2) + "\n")
+        joblib.dump(self.forest, folder / "forest.joblib", compress=3)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ForestScorer:
+        """Reads a saved forest. joblib unpickles it, and unpickling runs code: load only folders you trust."""
+        import joblib
+
+        folder = Path(folder)
+        try:
+            model = cls(**json.loads((folder / "parts.json").read_text())["options"])
+            model.forest = joblib.load(folder / "forest.joblib")
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
+            raise ModelError(f"{folder} is not a complete rf-scorer ({error}). Train it again") from None
+        return model
+
+
+@register("rf-scorer", world="star-fields", capabilities=("score",), loader=ForestScorer.load)
+def rf_scorer(bins: int = 32, bands: int = 32, trees: int = 300, min_samples_leaf: int = 1, max_features: float = 0.5,
+              seed: int = 0) -> ForestScorer:
+    """The seed's random-forest scorer on a pixel histogram and a power spectrum (joblib: load trusted runs only)."""
+    return ForestScorer(**locals())
+
+
+# The CNN -----------------------------------------------------------------------------------------------------
+
+def residual_block(x, filters: int, strides: int):
+    """Two 3×3 convolutions with BatchNorm and a shortcut: average pooling then a 1×1 convolution when the shape
+    changes (ResNet-D's shortcut; a strided 1×1 convolution also corrupts the heap in TensorFlow 2.21's oneDNN
+    CPU kernels, an abort at the first training step)."""
+    shortcut = x
+    if strides != 1:
+        shortcut = layers.AveragePooling2D(strides)(shortcut)
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.BatchNormalization()(layers.Conv2D(filters, 1, use_bias=False)(shortcut))
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", use_bias=False)(x))
+    return layers.ReLU()(layers.Add()([x, shortcut]))
+
+
+def build_cnn(input_size: int, channels: int, widths: tuple[int, ...], feature_dim: int) -> keras.Model:
+    """Stem (3×3, stride 2), one residual block per width (stride 2 after the first), global average pooling,
+    a `features` layer and one linear output, the score."""
+    inputs = keras.Input((input_size, input_size, channels))
+    x = layers.ReLU()(layers.BatchNormalization()(
+        layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False)(inputs)))
+    for level, filters in enumerate(widths):
+        x = residual_block(x, filters, strides=1 if level == 0 else 2)
+    features = layers.Dense(feature_dim, activation="relu", name="features")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, layers.Dense(1, name="score")(features), name="cnn_scorer")
+
+
+class CNNScorer(Scorer):
+    """A Keras CNN regressor on images shrunk to input_size px (area averaging, then a square root that spreads
+    the dark sky's levels); the images are prepared in NumPy, the network is plain Keras (any backend)."""
+
+    name = "cnn-scorer"
+
+    def __init__(self, *, input_size: int, channels: int, widths: tuple[int, ...], feature_dim: int,
+                 learning_rate: float):
+        super().__init__()
+        self.options = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
+        self.options["widths"] = list(widths)
+        if input_size < 2 ** (len(widths) + 1) or not widths:
+            raise ModelError(f"cnn-scorer needs an input size of at least {2 ** (len(widths) + 1)} px for "
+                             f"{len(widths)} blocks, got {input_size}. Use --option input_size=128")
+        self.network = build_cnn(input_size, channels, tuple(widths), feature_dim)
+        self.network.compile(keras.optimizers.Adam(learning_rate), loss=keras.losses.Huber(), metrics=["mae"])
+        self.trained = False
+
+    def count_params(self) -> int:
+        return self.network.count_params()
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """Images in [0, 1] → (n, input_size, input_size, channels): area-averaged, then square-rooted."""
+        size, channels = self.options["input_size"], self.options["channels"]
+        images = np.asarray(images, np.float32)
+        if images.shape[-1] != channels:
+            raise ModelError(f"cnn-scorer was built for {channels}-channel images, got {images.shape[-1]}. "
+                             "Pass images like the ones it was trained on")
+        small = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).reshape(size, size, channels)
+                 for image in images]
+        return np.sqrt(np.clip(np.stack(small), 0, 1))
+
+    def features_and_scores(self, source: Source) -> tuple[np.ndarray, np.ndarray]:
+        chunks = [(self.prepare(images), scores) for images, scores in scored_images(source, "shrinking images")]
+        return np.concatenate([x for x, _ in chunks]), np.concatenate([s for _, s in chunks])
+
+    def fit_source(self, source: Source, *, validation: Source | None = None, epochs: int = 10, batch_size: int = 32,
+                   steps_per_epoch: int | None = None, seed: int = 0, log: Callable[[dict], None] = lambda row: None,
+                   verbose: int | str = "auto") -> None:
+        """Shrinks every training image once, fits the network for `epochs` (Keras' own validation on the
+        held-out split each epoch, one history row per epoch), then one row with the final held-out MAE."""
+        inputs, scores = self.features_and_scores(source)
+        held_out = self.features_and_scores(validation) if validation is not None and len(validation) else None
+        self.network.fit(inputs, scores, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         validation_data=held_out, callbacks=[EpochRows("cnn", log)], verbose=verbose)
+        self.trained = True
+        if held_out is not None:
+            log({"part": "validation", "epoch": epochs - 1,
+                 **self.held_out_row(held_out[1], self.predict(held_out[0]), scores)})
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        return np.clip(self.network.predict(inputs, batch_size=64, verbose=0)[:, 0], *SCORE_RANGE)
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        """(n,) scores 0-8 of images float32 NHWC in [0, 1], any size."""
+        if not self.trained:
+            raise ModelError("the cnn-scorer is not trained yet. Train it with 'python train.py --model cnn-scorer "
+                             "--dataset star-fields' and load the run with zoo.load")
+        return self.predict(self.prepare(images))
+
+    @functools.cached_property
+    def extractor(self) -> keras.Model:
+        return keras.Model(self.network.inputs, self.network.get_layer("features").output)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(n, feature_dim) activations of the `features` layer: a star-field feature space for FID / KID."""
+        return self.extractor.predict(self.prepare(images), batch_size=64, verbose=0)
+
+    def save(self, folder: str | Path) -> None:
+        """parts.json (options) and cnn.keras into `folder` (which exists)."""
+        folder = Path(folder)
+        (folder / "parts.json").write_text(json.dumps({"model": self.name, "options": self.options}, indent=2) + "\n")
+        self.network.save(folder / "cnn.keras")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> CNNScorer:
+        folder = Path(folder)
+        try:
+            model = cls(**json.loads((folder / "parts.json").read_text())["options"])
+            model.network = keras.saving.load_model(folder / "cnn.keras")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ModelError(f"{folder} is not a complete cnn-scorer ({error}). Train it again") from None
+        model.trained = True
+        return model
+
+
+@register("cnn-scorer", world="star-fields", capabilities=("score", "encode"), loader=CNNScorer.load)
+def cnn_scorer(input_size: int = 128, channels: int = 1, widths: tuple[int, ...] = (8, 16, 32, 64),
+               feature_dim: int = 64, learning_rate: float = 1e-3) -> CNNScorer:
+    """A small ResNet-style CNN regressor of the score on shrunk images; `encode` gives its features."""
+    return CNNScorer(**locals())
