@@ -53,4 +53,4 @@ paper: $(RUNTIME)
 	$(PY) evaluate.py paper --out reports/paper
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs reports .pytest_cache
