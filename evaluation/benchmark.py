@@ -4,7 +4,8 @@ Every measurement makes a first call on one batch of `batch_size` images (its ti
 tracing and compiling, is `compile_s`) and `warmup` untimed ones, then times `steps` batches, or fewer
 once `max_seconds` are spent (slow models on a CPU; each record says how many steps ran):
 - train: `steps` train_on_batch calls on synthetic tensors; a model that is not one Keras model (naive,
-  layered) is timed on one `fit_source` call over one batch of fields, its whole training as train.py runs it;
+  layered, the scorers) is timed on one `fit_source` call over one batch of fields (built-in scored fields for
+  the scorers), its whole training as train.py runs it; the scorers' `score` is timed on what that call trained;
 - classify / encode / reconstruct / score: the capability methods, generate: `generate(n, seed)`, each
   called on all `steps` batches at once (fewer per call for 1000 px fields), batch_size set;
 - fit-in-memory / fit-pipeline: a Keras fit epoch of `steps` batches from tensors in memory against one
@@ -43,7 +44,7 @@ import numpy as np
 from keras import layers, ops
 
 import zoo
-from datasets.source import ArraySource, DataError
+from datasets.source import ArraySource, DataError, Source
 from evaluation.files import save_figure, write_atomic, write_json
 
 DEVICES = ("cpu", "gpu")
@@ -322,14 +323,20 @@ def elapsed(call: Callable) -> Elapsed:
     return Elapsed(time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def timed_steps(step: Callable, steps: int, max_seconds: float) -> tuple[Elapsed, int]:
-    """Runs `step` up to `steps` times, stopping early once `max_seconds` have passed: (time, steps run)."""
+def timed_steps(step: Callable, steps: int, max_seconds: float,
+                step_walls: list[float] | None = None) -> tuple[Elapsed, int]:
+    """Runs `step` up to `steps` times, stopping early once `max_seconds` have passed: (time, steps run).
+    `step_walls`, when given, gets the wall time of every step."""
     wall, cpu = time.perf_counter(), time.process_time()
-    done = 0
+    done, last = 0, wall
     while done < steps:
         step()
         done += 1
-        if time.perf_counter() - wall > max_seconds:
+        now = time.perf_counter()
+        if step_walls is not None:
+            step_walls.append(now - last)
+        last = now
+        if now - wall > max_seconds:
             break
     return Elapsed(time.perf_counter() - wall, time.process_time() - cpu), done
 
@@ -357,20 +364,32 @@ def backend_skip_reason(model) -> str | None:
             f"not {backend}; run it with KERAS_BACKEND={model.train_backends[0]}")
 
 
+def training_source(name: str, batch: np.ndarray, config: BenchmarkConfig) -> Source:
+    """What a `fit_source` model trains on: the batch itself, or for a scorer as many built-in scored fields
+    (scorers learn from images with scores, not from any batch)."""
+    if "score" in zoo.get_entry(name).capabilities:
+        import datasets
+
+        return datasets.load("star-fields", scored=True, seed=config.seed, limit=len(batch))
+    return ArraySource(np.round(batch * 255).astype(np.uint8))
+
+
 def measure_train(name: str, model, device: str, batch: np.ndarray, labels: np.ndarray, config: BenchmarkConfig,
                   peak_gflops: float) -> dict:
     """`steps` train_on_batch calls on one batch; a model that is not one Keras model: one `fit_source` call
-    over one batch of images (its whole training, as train.py runs it, with epochs=1)."""
+    over one batch of images (its whole training, as train.py runs it, with epochs=1). GFLOP/s come from the
+    median step, which a burst of other work on a shared machine moves less than the mean."""
     image_size = batch.shape[1]
+    step_walls: list[float] = []
     if (reason := backend_skip_reason(model)) is not None:
         return record(name, device, "train", config, status="skipped", reason=reason, image_size=image_size)
     if isinstance(model, keras.Model):
         x, y = ops.convert_to_tensor(batch), ops.convert_to_tensor(labels)
         compile_s = warm_up(lambda: model.train_on_batch(x, y), config)
-        total, steps = timed_steps(lambda: model.train_on_batch(x, y), config.steps, config.max_seconds)
+        total, steps = timed_steps(lambda: model.train_on_batch(x, y), config.steps, config.max_seconds, step_walls)
         stopped_early = steps < config.steps
     elif hasattr(model, "fit_source"):  # training/run.py's protocol for models that are not one Keras model
-        source = ArraySource(np.round(batch * 255).astype(np.uint8))
+        source = training_source(name, batch, config)
 
         def fit():
             model.fit_source(source, epochs=1, batch_size=config.batch_size, seed=config.seed, verbose=0)
@@ -382,9 +401,11 @@ def measure_train(name: str, model, device: str, batch: np.ndarray, labels: np.n
                       reason="no train step: neither a Keras model nor a model with fit_source")
     extra = {"compile_s": compile_s, "jit_compile": getattr(model, "jit_compile", None),
              "stopped_early": stopped_early}
+    if step_walls:
+        extra["median_ms_per_step"] = 1000 * float(np.median(step_walls))
     flops = training_flops_per_image(model)
-    if flops is not None:
-        achieved = flops * len(batch) * steps / total.wall / 1e9
+    if flops is not None and step_walls:
+        achieved = flops * len(batch) / float(np.median(step_walls)) / 1e9
         extra.update(gflop_per_image=flops / 1e9, achieved_gflops=achieved,
                      percent_of_peak=100 * achieved / peak_gflops)
     return record(name, device, "train", config, images=len(batch) * steps, took=total, steps=steps,

@@ -96,6 +96,7 @@ def test_benchmark_writes_json_table_and_chart(tmp_path, capsys):
     assert train["jit_compile"] is (keras.backend.backend() == "jax")  # TensorFlow: no XLA on CPU
     assert train["gflop_per_image"] == pytest.approx(3 * benchmark.forward_flops_per_image(
         zoo.create("classifier", image_size=16)) / 1e9)
+    assert train["achieved_gflops"] == pytest.approx(train["gflop_per_image"] * 4 / train["median_ms_per_step"] * 1000)
     assert train["percent_of_peak"] == pytest.approx(
         100 * train["achieved_gflops"] / result["meta"]["devices"]["cpu"]["matmul_gflops"])
     pipeline = records["vae", "cpu", "fit-pipeline"]
@@ -190,3 +191,15 @@ def test_timed_loops_stop_after_max_seconds_but_time_at_least_one_step():
     assert benchmark.timed_steps(lambda: calls.append(1), 5, max_seconds=1e9)[1] == 5
     assert benchmark.timed_steps(lambda: calls.append(1), 5, max_seconds=0)[1] == 1
     assert len(calls) == 6
+    walls = []
+    assert benchmark.timed_steps(lambda: calls.append(1), 3, max_seconds=1e9, step_walls=walls)[1] == 3
+    assert len(walls) == 3 and all(wall >= 0 for wall in walls)
+
+
+def test_scorers_train_on_scored_fields_and_score_what_they_learned():
+    config = benchmark.BenchmarkConfig(models=("rf-scorer",), devices=("cpu",), modes=("train", "infer"),
+                                       batch_size=4, steps=1, warmup=0)
+    train, score = benchmark.run(config, progress=lambda line: None)["records"]
+    assert (train["mode"], train["status"], train["images"], train["image_size"]) == ("train", "ok", 4, 1000)
+    assert (score["mode"], score["status"], score["images"]) == ("score", "ok", 4)
+    assert score["images_per_s"] > 0
