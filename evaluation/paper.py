@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.source import DataError
 from evaluation.files import save_figure, write_atomic, write_json
-from evaluation.score import average_histogram, evaluate_sets, format_table, report_figure
+from evaluation.score import MIN_IMAGES, average_histogram, evaluate_sets, format_table, report_figure
 
 MODELS = ("naive", "stylegan", "layered")          # the seed's order in Fig. 1 and Fig. 4
 LABELS = {"naive": "naive", "stylegan": "StyleGAN", "layered": "layered", "real": "real"}
@@ -181,6 +182,8 @@ def make_paper(out_dir: str | Path = "reports/paper", config: PaperConfig = Pape
                runs_dir: str | Path = "runs/paper", log=print) -> dict:
     """Trains into runs_dir, scores, and writes figure1.png, figure4.png, table1.md, results.json and score/ to
     out_dir."""
+    if config.n < MIN_IMAGES:
+        raise DataError(f"--n must be at least {MIN_IMAGES} fields per model, got {config.n}. Use e.g. --n 500")
     out_dir = Path(out_dir)
     started = time.perf_counter()
     trained = train_runs(config, Path(runs_dir), log)

@@ -1,6 +1,9 @@
 """make paper's pipeline at toy scale: five runs trained, every model's fields scored by the forest, and
 figure1.png, figure4.png, table1.md and results.json written with the seed's figures beside ours."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from evaluation.paper import MODELS, SEED_TRAINING, PaperConfig, make_paper, ord
 TOY = PaperConfig(n=4, fields=12, scored_fields=40, cnn_epochs=1, layered_epochs=1, layered_coordinate_epochs=3,
                   stylegan_fields=4, stylegan_image_size=16, stylegan_images_per_stage=8, stylegan_batch_size=4,
                   stylegan_steps_per_epoch=2, stylegan_epochs=2, stylegan_validation_fraction=0.25)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_orderings_compare_each_pair_of_the_seeds_ranking():
@@ -50,3 +54,11 @@ def test_make_paper_trains_scores_and_writes_the_figures_table_and_results(tmp_p
     wall = float(table[2].split("|")[7].split()[0])
     assert wall == pytest.approx(results["training"]["naive"]["wall_s"], abs=0.5)
     assert np.isfinite([results["distances"][name]["histogram_w1"] for name in MODELS]).all()
+
+
+def test_too_few_fields_stop_before_any_training(tmp_path):
+    result = subprocess.run([sys.executable, "evaluate.py", "paper", "--n", "3", "--out", str(tmp_path / "paper"),
+                             "--runs", str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == "error: --n must be at least 4 fields per model, got 3. Use e.g. --n 500\n"
+    assert not (tmp_path / "paper").exists() and not (tmp_path / "runs").exists()
