@@ -221,7 +221,7 @@ def add_score(commands) -> None:
 def run_score(args) -> None:
     from evaluation.score import format_table, score_sets
 
-    report = score_sets(args.out, runs=args.run, generated=args.generated, real=args.real, data_dir=args.data_dir,
+    report, _ = score_sets(args.out, runs=args.run, generated=args.generated, real=args.real, data_dir=args.data_dir,
                         n=args.n, scorer=args.scorer, features=args.features, seed=args.seed,
                         batch_size=args.batch_size)
     print(format_table(report))

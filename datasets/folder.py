@@ -24,16 +24,18 @@ def _image_files(folder: Path) -> list[Path]:
                   if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."))
 
 
-def decode_image(path: Path) -> np.ndarray:
-    """The file at `path` as an RGB uint8 (H, W, 3) array; DataError naming the file when it cannot be decoded."""
+def decode_image(path: Path, channels: int = 3) -> np.ndarray:
+    """The file at `path` as uint8 (H, W, channels): RGB for 3, grayscale (H, W, 1) for 1; DataError naming the
+    file when it cannot be decoded."""
     try:
-        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8),
+                             cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
     except (OSError, cv2.error) as error:
         raise DataError(f"image {path} cannot be read ({' '.join(str(error).split())}). "
                         "Replace or remove the file") from error
     if image is None:
         raise DataError(f"image {path} cannot be decoded (corrupt or not really PNG/JPEG). Replace or remove the file")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image[..., None] if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class ImageFolder(Source):

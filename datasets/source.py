@@ -73,13 +73,17 @@ class Subset(Source):
         return self._map(self.base.labels()[self.indices])
 
     def read(self, start: int, stop: int, max_span: int = 512) -> tuple[list[np.ndarray], np.ndarray]:
-        """Reads the covering block of the base source in spans of at most `max_span` rows."""
+        """Reads the wanted rows from the base source in spans of at most `max_span` rows, each at least half
+        made of wanted rows: a dense split reads few large blocks, a sparse one (a validation split of rendered
+        fields) does not read ten rows to keep one."""
         wanted = self.indices[start:stop]
         images: list[np.ndarray] = []
         labels: list[np.ndarray] = []
         i = 0
         while i < len(wanted):
-            j = i + int(np.searchsorted(wanted[i:], wanted[i] + max_span))
+            j = i + 1
+            while j < len(wanted) and wanted[j] - wanted[i] < max_span and wanted[j] - wanted[i] < 2 * (j - i + 1):
+                j += 1
             block, block_labels = self.base.read(int(wanted[i]), int(wanted[j - 1]) + 1)
             offsets = wanted[i:j] - wanted[i]
             images.extend(block[k] for k in offsets)

@@ -29,8 +29,6 @@ import csv
 import io
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ import cv2
 import numpy as np
 
 from datasets.source import DataError, Source
+from evaluation.files import write_atomic
 
 FIELD_SIZE = 1000                    # px, side of every field
 DEFAULT_N = 1000                     # fields in the `star-fields` dataset
@@ -311,9 +310,10 @@ def write_cil(folder: str | os.PathLike, n: int = 100, n_scored: int | None = No
                         f"scored={n_scored}, query={n_query}. Pass e.g. --n 100")
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise DataError(f"{folder} already exists and is not an empty folder. Choose a new folder for --write")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+
+    def write(temporary: str) -> None:
+        staging = Path(temporary)
+        staging.mkdir()
         layout_rng = np.random.default_rng([seed, len(SETS)])
         real = np.zeros(n, bool)
         real[layout_rng.permutation(n)[:(n + 1) // 2]] = True
@@ -336,11 +336,8 @@ def write_cil(folder: str | os.PathLike, n: int = 100, n_scored: int | None = No
                                            disable=not progress, unit="field"))
         (staging / "labeled.csv").write_text(_csv_text(plan["labeled"][0], real.astype(float)))
         (staging / "scored.csv").write_text(_csv_text(plan["scored"][0], scores["scored"]))
-        if folder.exists():
-            folder.rmdir()
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    write_atomic(folder, write)
     return folder
 
 

@@ -45,7 +45,7 @@ from keras import layers, ops
 
 import zoo
 from datasets.source import ArraySource, DataError, Source
-from evaluation.files import save_figure, write_atomic, write_json
+from evaluation.files import resize_batch, save_figure, write_atomic, write_json
 
 DEVICES = ("cpu", "gpu")
 MODES = ("train", "infer", "generate", "fit", "pipeline")
@@ -244,16 +244,10 @@ def model_image_size(entry: zoo.registry.Entry, config: BenchmarkConfig) -> int:
 
 def star_fields(n: int, size: int, seed: int = 0) -> np.ndarray:
     """n rendered star fields (datasets.star_fields) as uint8 (n, size, size, 1), resized when not 1000 px."""
-    import cv2
-
     import datasets
 
     images, _ = datasets.load("star-fields", seed=seed, limit=n).read(0, n)
-    fields = np.stack(images)
-    if fields.shape[1] != size:
-        fields = np.stack([cv2.resize(field, (size, size), interpolation=cv2.INTER_AREA)[..., None]
-                           for field in fields])
-    return fields
+    return resize_batch(np.stack(images), size)
 
 
 def synthetic_images(world: str, n: int, size: int, channels: int, seed: int = 0) -> np.ndarray:

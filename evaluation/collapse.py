@@ -45,16 +45,18 @@ def collapse_statistics(images: np.ndarray, black_level: float = CollapseThresho
 
 
 def collapse_reasons(generated: dict[str, float], real: dict[str, float] | None = None,
-                     thresholds: CollapseThresholds = CollapseThresholds()) -> list[str]:
+                     thresholds: CollapseThresholds = CollapseThresholds(),
+                     spreads: tuple[str, ...] = SPREADS) -> list[str]:
     """Why a generated batch looks collapsed, one phrase per statistic past its limit; empty when it looks varied.
 
-    `generated` and `real` are collapse_statistics of generated and of real images.
+    `generated` and `real` are collapse_statistics of generated and of real images; `spreads` the spread
+    statistics judged (all of SPREADS by default).
     """
     reasons = []
     if generated["black_fraction"] > thresholds.max_black_fraction:
         reasons.append(f"{generated['black_fraction']:.0%} of the images are black")
     floors = {"pixel_std": thresholds.min_pixel_std, "pairwise_distance": thresholds.min_pairwise_distance}
-    for name in SPREADS:
+    for name in spreads:
         if real is not None and generated[name] < thresholds.min_spread_ratio * real[name]:
             reasons.append(f"{name.replace('_', ' ')} {generated[name]:.3f} is under "
                            f"{thresholds.min_spread_ratio:.2g} of the real images' {real[name]:.3f}")

@@ -1,10 +1,11 @@
-"""Writing results: every file goes to a temporary name first and is renamed into place, so an interrupted
-command never leaves a half-written PNG, JSON or CSV behind."""
+"""Writing results: every file or folder goes to a temporary name first and is renamed into place, so an
+interrupted command never leaves a half-written PNG, JSON, CSV or model folder behind."""
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import shutil
+import uuid
 from pathlib import Path
 
 import cv2
@@ -12,25 +13,20 @@ import numpy as np
 
 
 def write_atomic(path: str | Path, write) -> Path:
-    """Calls `write(temporary_path)` and renames the result to `path`."""
+    """Calls `write(temporary_path)`, which creates a file or a folder there, and renames the result to `path`
+    (a folder may replace an empty one). The temporary is created by `write`, so it gets a normal mode."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    os.chmod(temporary, 0o666 & ~current_umask())   # mkstemp makes it owner-only; give it a normal file's mode
+    temporary = str(path.with_name(f".{path.stem}-{uuid.uuid4().hex}{path.suffix}"))
     try:
         write(temporary)
         os.replace(temporary, path)
     finally:
-        if os.path.exists(temporary):
+        if os.path.isdir(temporary):
+            shutil.rmtree(temporary, ignore_errors=True)
+        elif os.path.exists(temporary):
             os.remove(temporary)
     return path
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_json(path: str | Path, data) -> Path:
@@ -61,14 +57,24 @@ def save_figure(path: str | Path, figure) -> Path:
         plt.close(figure)
 
 
-def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
-    """Tiles a batch (N, H, W, C) in [0, 1] into one image, row by row, with a dark border between cells."""
+def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2, fill: float = 0.0) -> np.ndarray:
+    """Tiles a batch (N, H, W, C) in [0, 1] into one image, row by row, with a border of `fill` between cells."""
     n, height, width, channels = images.shape
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))
-    grid = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding, channels),
-                    np.float32)
+    grid = np.full((rows * (height + padding) + padding, columns * (width + padding) + padding, channels), fill,
+                   np.float32)
     for k, image in enumerate(images):
         y, x = padding + (k // columns) * (height + padding), padding + (k % columns) * (width + padding)
         grid[y:y + height, x:x + width] = image
     return grid
+
+
+def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
+    """A batch (N, H, W, C) at size×size, channel axis kept: area averaging to shrink, bilinear to enlarge,
+    nothing when it already fits."""
+    if images.shape[1:3] == (size, size):
+        return images
+    method = cv2.INTER_AREA if images.shape[1] > size else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(image, (size, size), interpolation=method).reshape(size, size, -1)
+                     for image in images])

@@ -12,13 +12,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 import zoo
 from datasets.pipeline import make_dataset, to_numpy
-from evaluation.files import image_grid, save_figure, write_json, write_png
+from evaluation.files import image_grid, resize_batch, save_figure, write_json, write_png
 from evaluation.neighbours import gallery_spec, load_query, query_title
 from zoo.registry import ModelError
 
@@ -82,26 +81,24 @@ def write_batches(batches: Iterator[np.ndarray], out_dir: Path, n: int) -> dict:
                 shown = min(n, GRID_IMAGES, max(GRID_MIN_IMAGES, (GRID_SIDE // shape[0]) ** 2))
                 columns = math.ceil(math.sqrt(shown))
                 cell = min(shape[0], GRID_SIDE // columns)
+            if written < shown:
+                cells.extend(resize_batch(batch[:shown - written], cell))
             for image in batch:
-                write_png(out_dir / names[written], image[..., 0] if image.shape[-1] == 1 else image)
-                if written < shown:
-                    cells.append(cv2.resize(image, (cell, cell), interpolation=cv2.INTER_AREA).reshape(cell, cell, -1))
+                write_png(out_dir / names[written], image)
                 written += 1
             seconds["write"] += time.perf_counter() - started
             progress.update(len(batch))
-    cells = np.stack(cells)
-    grid = image_grid(cells, columns=columns)
-    grid[image_grid(np.ones_like(cells), columns=columns) == 0] = GRID_FRAME  # star fields are black to the edge
-    write_png(out_dir / "grid.png", grid[..., 0] if grid.shape[-1] == 1 else grid)
+    write_png(out_dir / "grid.png", image_grid(np.stack(cells), columns=columns, fill=GRID_FRAME))
     return {"seconds": seconds, "image_shape": list(shape)}
 
 
-def reconstruction_error(model, query: np.ndarray, sample: np.ndarray) -> dict:
-    """Pixel MSE of the query's reconstruction, beside the same error over dataset images for scale."""
-    query_error = float(np.mean((model.reconstruct(query) - query) ** 2))
+def reconstruction_error(model, query: np.ndarray, sample: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Pixel MSE of the query's reconstruction, beside the same error over dataset images for scale; and the
+    query's reconstruction."""
+    reconstruction = model.reconstruct(query)
     sample_errors = np.mean((model.reconstruct(sample) - sample) ** 2, axis=(1, 2, 3))
-    return {"query": query_error, "dataset_mean": float(sample_errors.mean()),
-            "dataset_median": float(np.median(sample_errors)), "dataset_images": len(sample)}
+    return {"query": float(np.mean((reconstruction - query) ** 2)), "dataset_mean": float(sample_errors.mean()),
+            "dataset_median": float(np.median(sample_errors)), "dataset_images": len(sample)}, reconstruction
 
 
 def reconstruction_figure(query: np.ndarray, reconstruction: np.ndarray, title: str, mse: float):
@@ -161,10 +158,10 @@ def generate_images(run_dir: str | Path, out_dir: str | Path, n: int = 16, seed:
                                           seed=spec.seed, batch_size=SPREAD_IMAGES, cache=False).take(1))
         noise = DEFAULT_NOISE if noise is None else noise
         spread = model.encode(sample).std(axis=0)
-        summary.update(noise=noise, latent_spread_mean=float(spread.mean()),
-                       reconstruction_mse=reconstruction_error(model, query, sample))
-        save_figure(out_dir / "reconstruction.png", reconstruction_figure(
-            query, model.reconstruct(query), query_title(near), summary["reconstruction_mse"]["query"]))
+        errors, reconstruction = reconstruction_error(model, query, sample)
+        summary.update(noise=noise, latent_spread_mean=float(spread.mean()), reconstruction_mse=errors)
+        save_figure(out_dir / "reconstruction.png", reconstruction_figure(query, reconstruction, query_title(near),
+                                                                          errors["query"]))
         batches = near_batches(model, model.encode(query)[0], spread, n, noise, seed, batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = write_batches(batches, out_dir, n)

@@ -2,7 +2,8 @@
 
 - pixel histograms and their 1-D Wasserstein distance (the star-field seed's Fig. 4 compares average histograms);
 - radially averaged power spectra (log10) and the L2 distance between their means;
-- Fréchet and kernel distances on feature vectors (FID, KID: TF-GAN's definitions), and improved precision and
+- Fréchet and kernel distances on feature vectors (FID; KID as Bińkowski et al.'s u-statistic, which leaves
+  the diagonal of every kernel matrix out, so its values differ slightly from TF-GAN's), and improved precision and
   recall (Kynkäänniemi et al. 2019, k = 3). They are called `domain` metrics where they are used, because the
   features come from a model trained here on the same kind of images (no Inception weights can be downloaded);
 - star counts per field, with the layered model's star detection.

@@ -31,7 +31,7 @@ import numpy as np
 
 from datasets.source import DataError
 from evaluation.files import save_figure, write_atomic, write_json
-from evaluation.score import MIN_IMAGES, average_histogram, evaluate_sets, format_table, report_figure
+from evaluation.score import MIN_IMAGES, average_histogram, format_table, score_sets
 
 MODELS = ("naive", "stylegan", "layered")          # the seed's order in Fig. 1 and Fig. 4
 LABELS = {"naive": "naive", "stylegan": "StyleGAN", "layered": "layered", "real": "real"}
@@ -189,12 +189,10 @@ def make_paper(out_dir: str | Path = "reports/paper", config: PaperConfig = Pape
     trained = train_runs(config, Path(runs_dir), log)
     log(f"scoring {config.n} fields per model ...")
     scoring_started = time.perf_counter()
-    report, summaries = evaluate_sets(runs=[trained[m]["run"] for m in MODELS], real="star-fields", n=config.n,
-                                      scorer=trained["rf-scorer"]["run"], features=trained["cnn-scorer"]["run"],
-                                      seed=config.seed)
+    report, summaries = score_sets(out_dir / "score", runs=[trained[m]["run"] for m in MODELS], real="star-fields",
+                                   n=config.n, scorer=trained["rf-scorer"]["run"],
+                                   features=trained["cnn-scorer"]["run"], seed=config.seed)
     scoring_s = time.perf_counter() - scoring_started
-    write_json(out_dir / "score" / "score.json", report)
-    save_figure(out_dir / "score" / "score.png", report_figure(report, summaries))
     save_figure(out_dir / "figure1.png", figure1(report))
     save_figure(out_dir / "figure4.png", figure4(summaries))
     write_atomic(out_dir / "table1.md", lambda tmp: Path(tmp).write_text(table1(trained, config)))

@@ -13,7 +13,7 @@ real images are read once, batch by batch (500 star fields of 1000×1000 never s
   between sets scored with the same features run;
 - `collapse`: the share of near-black images (all of them) and the spread of the first COLLAPSE_IMAGES (pixel std
   and mean pairwise distance, shrunk to at most COLLAPSE_SIDE px; evaluation/collapse.py) beside the real
-  images', and a verdict (`collapse_verdict`);
+  images', and a verdict (evaluation.collapse.collapse_reasons on the pairwise distance);
 - `source_count`: for star fields, the stars found per field (zoo.layered.find_stars) beside the real fields'.
 
 Star fields are compared whole at the real fields' 1000 px, as the scorers learned them: a run trained on tiles
@@ -26,18 +26,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 import datasets
 import zoo
+from datasets.folder import decode_image
 from datasets.pipeline import data_errors, make_dataset, stitch_tiles, tile_offsets
 from datasets.source import DataError
 from evaluation import metrics
-from evaluation.collapse import CollapseThresholds, collapse_statistics
-from evaluation.files import save_figure, write_json
-from evaluation.generation import batch_seed, sampled_batches
+from evaluation.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
+from evaluation.files import resize_batch, save_figure, write_json
+from evaluation.generation import sampled_batches
 from zoo.registry import ModelError
 
 STAR_FIELD_DATASETS = ("star-fields", "cil")    # real datasets whose images are compared whole and counted
@@ -81,22 +81,13 @@ class Summary:
     stars: np.ndarray | None
 
 
-def resized(batch: np.ndarray, size: int) -> np.ndarray:
-    """A batch at size×size: area averaging to shrink, bilinear to enlarge, nothing when it already fits."""
-    if batch.shape[1:3] == (size, size):
-        return batch
-    method = cv2.INTER_AREA if batch.shape[1] > size else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(image, (size, size), interpolation=method).reshape(size, size, -1) for image in batch])
-
-
 def stitched_batches(model, n: int, seed: int, batch_size: int, tile: int, field_side: int) -> Iterator[np.ndarray]:
     """n whole fields of field_side px from a model that makes tile×tile images, each stitched from the tiles
     `make_dataset(tile=...)` would cut (16 tiles of 256 for 1000 px), as train.py's samples/stitched.png."""
     count = len(tile_offsets(field_side, tile)) ** 2
-    for batch, start in enumerate(range(0, n, batch_size)):
-        fields = min(batch_size, n - start)
-        tiles = model.generate(fields * count, seed=batch_seed(seed, batch))
-        yield np.stack([stitch_tiles(tiles[k * count:(k + 1) * count], field_side, field_side) for k in range(fields)])
+    for tiles in sampled_batches(model, n * count, seed, batch_size * count):
+        yield np.stack([stitch_tiles(field, field_side, field_side)
+                        for field in tiles.reshape(-1, count, *tiles.shape[1:])])
 
 
 def run_set(run_dir: str, n: int, seed: int, batch_size: int, size: int, real_side: int) -> ImageSet:
@@ -115,7 +106,7 @@ def run_set(run_dir: str, n: int, seed: int, batch_size: int, size: int, real_si
             stream = stitched_batches(model, n, seed, batch_size, config.image_size, field_side)
         else:
             stream = sampled_batches(model, n, seed, batch_size)
-        return (resized(np.asarray(batch, np.float32), size) for batch in stream)
+        return (resize_batch(np.asarray(batch, np.float32), size) for batch in stream)
 
     return ImageSet(model.zoo_name, str(run_dir), n, batches)
 
@@ -133,23 +124,14 @@ def image_paths(folder: str | Path) -> list[Path]:
     return paths
 
 
-def read_png(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise DataError(f"{path} is not an 8-bit PNG image. Remove it from the folder or write it again")
-    if image.ndim == 2:
-        return image[..., None]
-    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[-1] == 4 else cv2.COLOR_BGR2RGB)
-
-
-def folder_set(folder: str, n: int, batch_size: int, size: int) -> ImageSet:
-    """The first n PNGs of a folder (all of them when fewer), at size×size."""
+def folder_set(folder: str, n: int, batch_size: int, size: int, channels: int) -> ImageSet:
+    """The first n PNGs of a folder (all of them when fewer), at size×size with the real images' channels."""
     paths = image_paths(folder)[:n]
 
     def batches():
         for start in range(0, len(paths), batch_size):
-            images = np.stack([read_png(path) for path in paths[start:start + batch_size]])
-            yield resized(images.astype(np.float32) / 255, size)
+            images = np.stack([decode_image(path, channels) for path in paths[start:start + batch_size]])
+            yield resize_batch(images.astype(np.float32) / 255, size)
 
     return ImageSet(Path(folder).name, str(folder), len(paths), batches)
 
@@ -184,7 +166,7 @@ class FeatureExtractor:
         self.method, self.size = getattr(self.model, method), load_config(run_dir).image_size
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.method(resized(images, self.size)), np.float64).reshape(len(images), -1)
+        return np.asarray(self.method(resize_batch(images, self.size)), np.float64).reshape(len(images), -1)
 
 
 def scorer_of(run_dir: str):
@@ -210,7 +192,7 @@ def summarise(image_set: ImageSet, scorer=None, features: FeatureExtractor | Non
             spectra.append(metrics.radial_power_spectrum(batch, spectrum_bands(batch.shape[1])))
             black += int(np.sum(batch.reshape(len(batch), -1).max(axis=1) < CollapseThresholds.black_level))
             if len(sample) < COLLAPSE_IMAGES:
-                sample.extend(resized(batch[:COLLAPSE_IMAGES - len(sample)], min(COLLAPSE_SIDE, batch.shape[1])))
+                sample.extend(resize_batch(batch[:COLLAPSE_IMAGES - len(sample)], min(COLLAPSE_SIDE, batch.shape[1])))
             if scorer is not None:
                 scores.append(scorer.score(batch))
             if features is not None:
@@ -248,24 +230,12 @@ def collapse_of(summary: Summary) -> dict[str, float]:
     return {**collapse_statistics(summary.sample), "black_fraction": summary.black_fraction}
 
 
-def collapse_verdict(generated: dict[str, float], real: dict[str, float],
-                     thresholds: CollapseThresholds = CollapseThresholds()) -> list[str]:
-    """Why a set looks collapsed: most images black, or a mean pairwise distance under a third of the real
-    images'. Unlike the training monitor (evaluation/collapse.py) it leaves the per-pixel std out: sparse fields
-    (the naive model's black sky) vary only where their stars are, so that std is small without any collapse."""
-    reasons = []
-    if generated["black_fraction"] > thresholds.max_black_fraction:
-        reasons.append(f"{generated['black_fraction']:.0%} of the images are black")
-    if generated["pairwise_distance"] < thresholds.min_spread_ratio * real["pairwise_distance"]:
-        reasons.append(f"pairwise distance {generated['pairwise_distance']:.3f} is under "
-                       f"{thresholds.min_spread_ratio:.2g} of the real images' {real['pairwise_distance']:.3f}")
-    return reasons
-
-
-def compare(real: Summary, generated: Summary, seed: int = 0) -> dict:
-    """The SET_KEYS of one generated set against the real images."""
-    statistics, reference = collapse_of(generated), collapse_of(real)
-    reasons = collapse_verdict(statistics, reference)
+def compare(real: Summary, reference: dict[str, float], generated: Summary, seed: int = 0) -> dict:
+    """The SET_KEYS of one generated set against the real images (`reference`: their collapse_of). The collapse
+    verdict leaves the per-pixel std out: sparse fields (the naive model's black sky) vary only where their
+    stars are, so that std is small without any collapse."""
+    statistics = collapse_of(generated)
+    reasons = collapse_reasons(statistics, reference, spreads=("pairwise_distance",))
     result = {
         "name": generated.name, "origin": generated.origin, "n": generated.n,
         "image_shape": list(generated.image_shape), "scorer": spread(generated.scores),
@@ -327,10 +297,10 @@ def evaluate_sets(runs: list[str] = (), generated: list[str] = (), real: str = "
     elif first_run:
         size = first_run.image_size
     else:
-        size = read_png(image_paths(generated[0])[0]).shape[0]
+        size = decode_image(image_paths(generated[0])[0], probe.channels).shape[0]
     crop = first_run.crop if first_run and first_run.dataset == real else None      # galaxies framed as trained
     image_sets = [run_set(run, n, seed, batch_size, size, real_side) for run in runs]
-    image_sets += [folder_set(folder, n, batch_size, size) for folder in generated]
+    image_sets += [folder_set(folder, n, batch_size, size, probe.channels) for folder in generated]
     unique_names(image_sets)
     scoring_model = scorer_of(scorer) if scorer else None
     extractor = FeatureExtractor(features) if features else None
@@ -343,11 +313,12 @@ def evaluate_sets(runs: list[str] = (), generated: list[str] = (), real: str = "
             raise DataError(f"'{summary.origin}' has {summary.image_shape[-1]}-channel images, the real '{real}' "
                             f"images {reference.image_shape[-1]}. Score it against a dataset of its kind")
         summaries.append(summary)
-    sets = [compare(reference, summary, seed) for summary in summaries]
+    real_collapse = collapse_of(reference)
+    sets = [compare(reference, real_collapse, summary, seed) for summary in summaries]
     names, ranked_by = ranking(sets)
     report = {
         "real": {"dataset": real, "data_dir": data_dir, "n": reference.n, "image_shape": list(reference.image_shape),
-                 "scorer": spread(reference.scores), "collapse": collapse_of(reference),
+                 "scorer": spread(reference.scores), "collapse": real_collapse,
                  "source_count": spread(reference.stars)},
         "sets": sets, "ranking": names, "ranked_by": ranked_by, "scorer_run": scorer, "features_run": features,
         "seed": seed,
@@ -355,13 +326,13 @@ def evaluate_sets(runs: list[str] = (), generated: list[str] = (), real: str = "
     return report, [reference, *summaries]
 
 
-def score_sets(out_dir: str | Path, **options) -> dict:
-    """`evaluate_sets(**options)`, written to out_dir as score.json and score.png; returns the report."""
+def score_sets(out_dir: str | Path, **options) -> tuple[dict, list[Summary]]:
+    """`evaluate_sets(**options)`, written to out_dir as score.json and score.png; returns what it returned."""
     report, summaries = evaluate_sets(**options)
     out_dir = Path(out_dir)
     write_json(out_dir / "score.json", report)
     save_figure(out_dir / "score.png", report_figure(report, summaries))
-    return report
+    return report, summaries
 
 
 # Reports ------------------------------------------------------------------------------------------------------

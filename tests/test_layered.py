@@ -3,6 +3,7 @@ background sampler reproduces its histogram, the coordinate DCGAN is fully conne
 and train.py writes a run folder of parts that generates 1000×1000 fields."""
 import csv
 import json
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -123,7 +124,12 @@ def test_train_cli_writes_parts_and_the_loaded_model_generates_fields(tmp_path):
     assert sorted(p.name for p in (run_dir / "model").iterdir()) == ["background.npy", "coordinates.keras",
                                                                        "examples.npy", "parts.json", "stars.keras"]
 
+    assert stat.S_IMODE((run_dir / "model").stat().st_mode) == stat.S_IMODE(run_dir.stat().st_mode)
+
     model = zoo.load(run_dir)
+    saved = keras.saving.load_model(run_dir / "model" / "coordinates.keras")
+    for loaded, written in zip(model.coordinates.generator.get_weights(), saved.get_weights(), strict=True):
+        np.testing.assert_array_equal(loaded, written)       # the coordinate GAN itself holds the trained weights
     images = model.generate(2, seed=3)
     assert images.shape == (2, 1000, 1000, 1) and images.dtype == np.float32
     assert images.min() >= 0 and images.max() <= 1

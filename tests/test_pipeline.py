@@ -99,6 +99,25 @@ def test_subset_reads_scattered_rows_in_spans(striped_source):
         np.testing.assert_array_equal(labels, striped_source.labels()[[0, 3, 4, 39]])
 
 
+def test_subset_reads_at_most_twice_the_rows_it_keeps(striped_source):
+    rows_read = []
+
+    class Counting(ArraySource):
+        def read(self, start, stop):
+            rows_read.append(stop - start)
+            return super().read(start, stop)
+
+    base = Counting(striped_source.images, striped_source.labels())
+    sparse = np.arange(0, len(base), 10)                 # a validation split: one row in ten
+    dense = np.setdiff1d(np.arange(len(base)), sparse)   # its training split
+    for indices in (sparse, dense):
+        rows_read.clear()
+        images, _ = Subset(base, indices).read(0, len(indices))
+        np.testing.assert_array_equal(np.stack(images), base.images[indices])
+        assert sum(rows_read) <= 2 * len(indices)
+    assert len(rows_read) == 1                            # the dense split in one block
+
+
 def test_bad_options_are_clear_errors(striped_source):
     with pytest.raises(DataError, match="--crop must be a fraction"):
         make_dataset(striped_source, crop=1.5)

@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,9 +234,8 @@ def history_csv(rows: list[dict]) -> str:
 
 def save_parts(model, folder: Path) -> None:
     """`model.save` into a temporary folder beside `folder`, then renamed: model/ is never half-written."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    def write(staging: str) -> None:
+        os.mkdir(staging)
         model.save(staging)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    write_atomic(folder, write)

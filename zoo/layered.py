@@ -282,7 +282,6 @@ class LayeredModel:
         self.coordinates.compile(
             generator_optimizer=keras.optimizers.Adam(coordinate_learning_rate, beta_1=0.5),
             discriminator_optimizer=keras.optimizers.Adam(coordinate_learning_rate, beta_1=0.5))
-        self.coordinate_generator = self.coordinates.generator
         self.background: BackgroundSampler | None = None
         self.examples = np.zeros((0, patch_size, patch_size), np.uint8)
 
@@ -341,9 +340,7 @@ class LayeredModel:
         if self.background is None:
             raise ModelError("the layered model is not trained yet. Train it with "
                              "'python train.py --model layered' and load the run with zoo.load")
-        latents = np.random.default_rng(seed).standard_normal((n, self.coordinate_generator.input_shape[-1]))
-        vectors = ops.convert_to_numpy(self.coordinate_generator(latents.astype(np.float32)))
-        return [decode_coordinates(vector, self.image_size) for vector in vectors]
+        return [decode_coordinates(vector, self.image_size) for vector in self.coordinates.generate(n, seed)]
 
     def generate(self, n: int, seed: int = 0) -> np.ndarray:
         """n fields (n, image_size, image_size, 1) float32 in [0, 1]: background, then a star at each centre
@@ -378,7 +375,7 @@ class LayeredModel:
         np.save(folder / "background.npy", self.background.histogram)
         np.save(folder / "examples.npy", self.examples)
         self.stars.save(folder / "stars.keras")
-        self.coordinate_generator.save(folder / "coordinates.keras")
+        self.coordinates.generator.save(folder / "coordinates.keras")
 
     @classmethod
     def load(cls, folder: str | Path) -> LayeredModel:
@@ -389,7 +386,7 @@ class LayeredModel:
             model.background = BackgroundSampler(np.load(folder / "background.npy"))
             model.examples = np.load(folder / "examples.npy")
             model.stars = keras.saving.load_model(folder / "stars.keras")
-            model.coordinate_generator = keras.saving.load_model(folder / "coordinates.keras")
+            model.coordinates.generator.set_weights(keras.saving.load_model(folder / "coordinates.keras").get_weights())
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ModelError(f"{folder} is not a complete layered model ({error}). Train it again") from None
         return model

@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
 from keras import layers
@@ -34,6 +31,7 @@ from tqdm import tqdm
 
 from datasets.cil import SCORE_RANGE
 from datasets.source import DataError, Source
+from evaluation.files import resize_batch
 from evaluation.metrics import grey_levels, radial_power_spectrum
 from zoo.layered import EpochRows
 from zoo.registry import ModelError, register
@@ -41,21 +39,17 @@ from zoo.registry import ModelError, register
 READ_CHUNK = 32     # scored images read and turned into features at once (32 fields of 1000² are 32 MB)
 
 
-def scored_images(source: Source, description: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(images float32 NHWC in [0, 1], scores) of a scored source, chunk by chunk. Rows are read one by one on
-    all cores: a Subset reads whole spans of its base source, which for the scattered held-out rows of rendered
-    fields would render ten times the fields it keeps."""
+def scored_images(source: Source, description: str, verbose: int | str = "auto"
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(images float32 NHWC in [0, 1], scores) of a scored source, chunk by chunk."""
     try:
         scores = np.asarray(source.metadata(np.arange(len(source)))["score"], np.float64)
     except KeyError:
         raise DataError(f"dataset '{source.name}' has no scores to learn from. Train a scorer with "
                         "--dataset star-fields (built-in scored fields) or --dataset cil --data-dir DIR") from None
-    with ThreadPoolExecutor(os.cpu_count()) as pool, tqdm(total=len(source), desc=description, unit="img",
-                                                          leave=False) as progress:
+    with tqdm(total=len(source), desc=description, unit="img", leave=False, disable=verbose == 0) as progress:
         for start in range(0, len(source), READ_CHUNK):
-            rows = range(start, min(start + READ_CHUNK, len(source)))
-            images = pool.map(lambda row: np.asarray(source.read(row, row + 1)[0][0]), rows)
-            batch = np.stack(list(images)).astype(np.float32) / 255
+            batch = np.stack(source.read(start, start + READ_CHUNK)[0]).astype(np.float32) / 255
             progress.update(len(batch))
             yield (batch if batch.ndim == 4 else batch[..., None]), scores[start:start + len(batch)]
 
@@ -129,9 +123,9 @@ class ForestScorer(Scorer):
                              f"bins={bins}, bands={bands}, trees={trees}. Use e.g. --option bins=32")
         self.forest = None
 
-    def features_and_scores(self, source: Source) -> tuple[np.ndarray, np.ndarray]:
+    def features_and_scores(self, source: Source, verbose: int | str = "auto") -> tuple[np.ndarray, np.ndarray]:
         chunks = [(image_features(images, self.options["bins"], self.options["bands"]), scores)
-                  for images, scores in scored_images(source, "scorer features")]
+                  for images, scores in scored_images(source, "scorer features", verbose)]
         return np.concatenate([f for f, _ in chunks]), np.concatenate([s for _, s in chunks])
 
     def fit_source(self, source: Source, *, validation: Source | None = None, epochs: int = 1, batch_size: int = 32,
@@ -142,14 +136,14 @@ class ForestScorer(Scorer):
         from sklearn.ensemble import RandomForestRegressor
 
         started = time.perf_counter()
-        features, scores = self.features_and_scores(source)
+        features, scores = self.features_and_scores(source, verbose)
         self.forest = RandomForestRegressor(
             self.options["trees"], min_samples_leaf=self.options["min_samples_leaf"],
             max_features=self.options["max_features"], random_state=self.options["seed"], n_jobs=-1)
         self.forest.fit(features, scores)
         row = {"part": "forest", "epoch": 0, "images": len(scores)}
         if validation is not None and len(validation):
-            held_out, true = self.features_and_scores(validation)
+            held_out, true = self.features_and_scores(validation, verbose)
             row.update(self.held_out_row(true, self.predict(held_out), scores))
         log({**row, "seconds": time.perf_counter() - started})
 
@@ -249,12 +243,11 @@ class CNNScorer(Scorer):
         if images.shape[-1] != channels:
             raise ModelError(f"cnn-scorer was built for {channels}-channel images, got {images.shape[-1]}. "
                              "Pass images like the ones it was trained on")
-        small = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).reshape(size, size, channels)
-                 for image in images]
-        return np.sqrt(np.clip(np.stack(small), 0, 1))
+        return np.sqrt(np.clip(resize_batch(images, size), 0, 1))
 
-    def features_and_scores(self, source: Source) -> tuple[np.ndarray, np.ndarray]:
-        chunks = [(self.prepare(images), scores) for images, scores in scored_images(source, "shrinking images")]
+    def features_and_scores(self, source: Source, verbose: int | str = "auto") -> tuple[np.ndarray, np.ndarray]:
+        chunks = [(self.prepare(images), scores)
+                  for images, scores in scored_images(source, "shrinking images", verbose)]
         return np.concatenate([x for x, _ in chunks]), np.concatenate([s for _, s in chunks])
 
     def fit_source(self, source: Source, *, validation: Source | None = None, epochs: int = 10, batch_size: int = 32,
@@ -262,8 +255,8 @@ class CNNScorer(Scorer):
                    verbose: int | str = "auto") -> None:
         """Shrinks every training image once, fits the network for `epochs` (Keras' own validation on the
         held-out split each epoch, one history row per epoch), then one row with the final held-out MAE."""
-        inputs, scores = self.features_and_scores(source)
-        held_out = self.features_and_scores(validation) if validation is not None and len(validation) else None
+        inputs, scores = self.features_and_scores(source, verbose)
+        held_out = self.features_and_scores(validation, verbose) if validation is not None and len(validation) else None
         self.network.fit(inputs, scores, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
                          validation_data=held_out, callbacks=[EpochRows("cnn", log)], verbose=verbose)
         self.trained = True
