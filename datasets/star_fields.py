@@ -20,7 +20,7 @@ fields are real fields with distortions of normalised severity s_k >= 0 (0 = rea
     noise         Gaussian noise of σ = 8·s grey levels (noise)
 
 and the score is 8·exp(-|s|), |s| the Euclidean norm of the severities: 8 for a real field, 2.9 for a
-doubled background, 1.1 for two such distortions. Image i of a set depends only on (seed, set, i).
+doubled background, 1.9 for two such distortions. Image i of a set depends only on (seed, set, i).
 One field takes about 25 ms to render (vectorised numpy and OpenCV).
 """
 from __future__ import annotations
