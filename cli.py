@@ -6,19 +6,20 @@ import os
 import sys
 import tempfile
 
+from core.errors import DataError, ModelError, UsageError
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-
-class UsageError(ValueError):
-    """A bad flag value; the message says what to do."""
+__all__ = ["Parser", "UsageError", "fail", "positive_float", "positive_int", "run"]
 
 
 class Parser(argparse.ArgumentParser):
     """argparse whose errors follow the project's one-line `error: <what>. <what to do>` contract."""
 
     def error(self, message: str):
-        fail(f"{message}. Run 'python {self.prog} --help' for the flags")
+        command = self.prog if self.prog.startswith("python ") else f"python {self.prog}"
+        fail(f"{message}. Run '{command} --help' for the flags")
 
 
 def fail(message: str):
@@ -56,9 +57,6 @@ def import_tensorflow_quietly() -> None:
 def run(main) -> None:
     """Calls main(), turning the project's input errors into one stderr line and exit status 2."""
     import_tensorflow_quietly()
-    from datasets.source import DataError
-    from zoo.registry import ModelError
-
     try:
         main()
     except (DataError, ModelError, UsageError) as exc:

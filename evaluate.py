@@ -5,7 +5,18 @@ so everything here is also reachable from a notebook.
 """
 from __future__ import annotations
 
+import inspect
+
 import cli
+
+
+def subcommand(commands, name: str, handler) -> cli.Parser:
+    """Sub-command `name` run by `handler(args)`; its --help text is the handler's docstring: the first line in
+    the list of commands, the rest as the description."""
+    summary, _, details = inspect.getdoc(handler).partition("\n\n")
+    parser = commands.add_parser(name, help=summary, description=" ".join(details.split()) or summary)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def names_from(allowed: tuple[str, ...], what: str):
@@ -28,11 +39,7 @@ def add_benchmark(commands) -> None:
 
     from evaluation.benchmark import DEVICES, MODES, PRICES
 
-    parser = commands.add_parser(
-        "benchmark", help="images/s of every model per device: train, inference, generation, tf.data",
-        description="Measure training, inference and generation throughput per model and device, and the "
-                    "tf.data pipeline; write benchmark.json, benchmark.md and benchmark.png. "
-                    "With --compare A.json B.json: A's speed-up over B and the cost of 1M images on each.")
+    parser = subcommand(commands, "benchmark", run_benchmark)
     parser.add_argument("--models", type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
                         help="comma-separated registered models (default: every one)")
     parser.add_argument("--devices", type=names_from(DEVICES, "device"), default=DEVICES,
@@ -59,15 +66,19 @@ def add_benchmark(commands) -> None:
                         help="$/hour of B's machine (0.17, t3.xlarge)")
     parser.add_argument("--device-a", choices=DEVICES, default="gpu", help="A's device to compare (gpu)")
     parser.add_argument("--device-b", choices=DEVICES, default="cpu", help="B's device to compare (cpu)")
-    parser.set_defaults(handler=run_benchmark)
 
 
 def run_benchmark(args) -> None:
+    """Images/s of every model per device: train, inference, generation, tf.data.
+
+    Measure training, inference and generation throughput per model and device, and the tf.data pipeline; write
+    benchmark.json, benchmark.md and benchmark.png. With --compare A.json B.json: A's speed-up over B and the
+    cost of 1M images on each."""
     from pathlib import Path
 
     import zoo
+    from core.files import write_json
     from evaluation import benchmark
-    from evaluation.files import write_json
 
     if args.compare:
         rows = benchmark.compare(benchmark.load_result(args.compare[0]), benchmark.load_result(args.compare[1]),
@@ -116,9 +127,7 @@ def default_out(args, command: str) -> str:
 
 
 def add_neighbours(commands) -> None:
-    parser = commands.add_parser(
-        "neighbours", help="the galaxies nearest to the Milky Way (or any image) in latent, score or pixel space",
-        description="Find the k dataset images nearest to a query image; write neighbours.csv and neighbours.png.")
+    parser = subcommand(commands, "neighbours", run_neighbours)
     parser.add_argument("--query", default="milky-way",
                         help="'milky-way' (built-in rendered face-on SBbc) or a PNG/JPEG file (milky-way)")
     parser.add_argument("--k", type=cli.positive_int, default=10, help="neighbours to return (10)")
@@ -126,10 +135,12 @@ def add_neighbours(commands) -> None:
     parser.add_argument("--index", metavar="FILE", help="embeddings + FAISS index: built and saved here once, "
                                                         "then reused by later queries")
     parser.add_argument("--out", help="folder for neighbours.csv/.png (default RUN/neighbours, else neighbours-pixels)")
-    parser.set_defaults(handler=run_neighbours)
 
 
 def run_neighbours(args) -> None:
+    """The galaxies nearest to the Milky Way (or any image) in latent, score or pixel space.
+
+    Find the k dataset images nearest to a query image; write neighbours.csv and neighbours.png."""
     from evaluation.neighbours import format_table, nearest
 
     out = default_out(args, "neighbours")
@@ -141,17 +152,17 @@ def run_neighbours(args) -> None:
 
 
 def add_retrieval(commands) -> None:
-    parser = commands.add_parser(
-        "retrieval", help="precision@k of same-class neighbours: the run's embedding against pixels",
-        description="Query every held-out validation image against the training images; precision@k of the run's "
-                    "embedding and of the pixel-MSE baseline; write retrieval.json and retrieval.png.")
+    parser = subcommand(commands, "retrieval", run_retrieval)
     parser.add_argument("--k", type=cli.positive_int, default=10, help="neighbours per query (10)")
     add_gallery_flags(parser)
     parser.add_argument("--out", help="folder for retrieval.json/.png (default RUN/retrieval)")
-    parser.set_defaults(handler=run_retrieval)
 
 
 def run_retrieval(args) -> None:
+    """Precision@k of same-class neighbours: the run's embedding against pixels.
+
+    Query every held-out validation image against the training images; precision@k of the run's embedding and of
+    the pixel-MSE baseline; write retrieval.json and retrieval.png."""
     from evaluation.retrieval import evaluate_retrieval, format_results
 
     if not args.run:
@@ -164,11 +175,7 @@ def run_retrieval(args) -> None:
 
 
 def add_generate(commands) -> None:
-    parser = commands.add_parser(
-        "generate", help="sample images from a generative run, or Milky-Way-like images with --near",
-        description="Write n images (PNG, grayscale for one-channel models), grid.png and generation.json. "
-                    "Without --near: samples from the model's prior. With --near: decodes noisy copies of the "
-                    "query's latent vector and reports the query's own reconstruction MSE.")
+    parser = subcommand(commands, "generate", run_generate)
     parser.add_argument("--run", required=True, help="run folder written by train.py")
     parser.add_argument("--n", type=cli.positive_int, default=16, help="images to write (16)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images (0)")
@@ -177,10 +184,14 @@ def add_generate(commands) -> None:
                         help="with --near: noise in units of the dataset's latent spread per component (0.5)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="images made at once (16)")
     parser.add_argument("--out", help="folder for the images (default RUN/generated)")
-    parser.set_defaults(handler=run_generate)
 
 
 def run_generate(args) -> None:
+    """Sample images from a generative run, or Milky-Way-like images with --near.
+
+    Write n images (PNG, grayscale for one-channel models), grid.png and generation.json. Without --near:
+    samples from the model's prior. With --near: decodes noisy copies of the query's latent vector and reports
+    the query's own reconstruction MSE."""
     from evaluation.generation import generate_images
 
     out = default_out(args, "generated")
@@ -196,10 +207,7 @@ def run_generate(args) -> None:
 
 
 def add_score(commands) -> None:
-    parser = commands.add_parser(
-        "score", help="score generated sets against real images: learned score, distribution distances, collapse",
-        description="Compare generated image sets with real images; write score.json and score.png. Several "
-                    "--run / --generated give one comparison table, best first.")
+    parser = subcommand(commands, "score", run_score)
     parser.add_argument("--run", action="append", default=[], help="a generative run folder (repeat to compare)")
     parser.add_argument("--generated", action="append", default=[], metavar="DIR",
                         help="a folder of generated PNGs, e.g. from 'evaluate.py generate' (repeat to compare)")
@@ -215,10 +223,13 @@ def add_score(commands) -> None:
     parser.add_argument("--batch-size", type=cli.positive_int, default=16,
                         help="images made and measured at once; the same as generate's gives its images (16)")
     parser.add_argument("--out", required=True, help="folder for score.json and score.png")
-    parser.set_defaults(handler=run_score)
 
 
 def run_score(args) -> None:
+    """Score generated sets against real images: learned score, distribution distances, collapse.
+
+    Compare generated image sets with real images; write score.json and score.png. Several --run / --generated
+    give one comparison table, best first."""
     from evaluation.score import format_table, score_sets
 
     report, _ = score_sets(args.out, runs=args.run, generated=args.generated, real=args.real, data_dir=args.data_dir,
@@ -229,18 +240,18 @@ def run_score(args) -> None:
 
 
 def add_paper(commands) -> None:
-    parser = commands.add_parser(
-        "paper", help="the star-field seed's Fig. 1, Fig. 4 and Table I on this machine (make paper)",
-        description="Train naive, layered, a short StyleGAN and both scorers on the built-in star fields, score "
-                    "the generated fields, and write figure1.png, figure4.png, table1.md and results.json.")
+    parser = subcommand(commands, "paper", run_paper)
     parser.add_argument("--out", default="reports/paper", help="output folder (reports/paper)")
     parser.add_argument("--runs", default="runs/paper", help="folder of the trained runs, replaced (runs/paper)")
     parser.add_argument("--n", type=cli.positive_int, default=500, help="generated fields per model (500)")
     parser.add_argument("--seed", type=int, default=0, help="training and sampling seed (0)")
-    parser.set_defaults(handler=run_paper)
 
 
 def run_paper(args) -> None:
+    """The star-field seed's Fig. 1, Fig. 4 and Table I on this machine (make paper).
+
+    Train naive, layered, a short StyleGAN and both scorers on the built-in star fields, score the generated
+    fields, and write figure1.png, figure4.png, table1.md and results.json."""
     from evaluation.paper import PaperConfig, make_paper
 
     make_paper(args.out, PaperConfig(n=args.n, seed=args.seed), args.runs)

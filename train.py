@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.list:
         return print_catalogue()
-    from training import TrainConfig, load_config, train
+    from core.runs import TrainConfig, load_config
+    from training import train
 
     if args.resume:
         config = load_config(args.resume)

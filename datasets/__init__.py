@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from datasets.source import DataError, Source, Subset
+from core.errors import DataError
+from datasets.source import Source, Subset
 
 # name -> (module, needs --data-dir, one-line description)
 SOURCES: dict[str, tuple[str, bool, str]] = {

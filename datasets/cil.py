@@ -25,11 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.source import DataError, Source
+from core.errors import DataError
+from core.worlds import FIELD_SIZE, SCORE_RANGE
+from datasets.source import Source
 
 SUBSETS = ("real", "labeled", "scored", "query")
-FIELD_SHAPE = (1000, 1000)
-SCORE_RANGE = (0.0, 8.0)
+FIELD_SHAPE = (FIELD_SIZE, FIELD_SIZE)
 
 
 def read_csv(path: Path, allowed: str) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +93,8 @@ def read_field(path: Path, identifier: int) -> np.ndarray:
     if image.ndim != 2 or image.dtype != np.uint8 or image.shape != FIELD_SHAPE:
         described = f"{image.shape[1]}×{image.shape[0]} {image.dtype}" + (
             f" with {image.shape[2]} channels" if image.ndim == 3 else " grayscale")
-        raise DataError(f"image {path} (id {identifier}) is {described}, expected 1000×1000 uint8 grayscale. "
+        raise DataError(f"image {path} (id {identifier}) is {described}, "
+                        f"expected {FIELD_SIZE}×{FIELD_SIZE} uint8 grayscale. "
                         "Convert it or remove it")
     return image
 
@@ -152,14 +154,14 @@ class CILSource(Source):
         return columns
 
 
-def open_scored(data_dir: str | os.PathLike | None, image_size: int = 1000, seed: int = 0) -> CILSource:
+def open_scored(data_dir: str | os.PathLike | None, image_size: int = FIELD_SIZE, seed: int = 0) -> CILSource:
     """The scored fields of the CIL folder `data_dir` with their scores (what the scorers learn from)."""
     if not data_dir:
         raise DataError("the cil dataset needs the CIL cosmology folder. Pass it with --data-dir")
     return CILSource(data_dir, "scored")
 
 
-def open_source(data_dir: str | os.PathLike | None, image_size: int = 1000, seed: int = 0) -> CILSource:
+def open_source(data_dir: str | os.PathLike | None, image_size: int = FIELD_SIZE, seed: int = 0) -> CILSource:
     """The real labeled fields of the CIL folder `data_dir` (what generative models train on)."""
     if not data_dir:
         raise DataError("the cil dataset needs the CIL cosmology folder. Pass it with --data-dir")

@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.source import DataError, Source
+from core.errors import DataError
+from datasets.source import Source
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from datasets.source import DataError, Source
+from core.errors import DataError
+from datasets.source import Source
 
 DECALS_FILE = "Galaxy10_DECals.h5"
 SDSS_FILE = "Galaxy10.h5"

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 from skimage import data, filters, measure
 
-from datasets.source import ArraySource, DataError
+from core.errors import DataError
+from datasets.source import ArraySource
 
 SMOOTHING_SIGMA = 1.5       # px, Gaussian smoothing before thresholding
 THRESHOLD_SIGMAS = 12.0     # detection threshold above the background, in robust noise sigmas

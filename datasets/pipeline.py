@@ -15,7 +15,8 @@ from contextlib import contextmanager
 import numpy as np
 import tensorflow as tf
 
-from datasets.source import ArraySource, DataError, Source, Subset
+from core.errors import DataError
+from datasets.source import ArraySource, Source, Subset
 
 SPLITS = ("train", "validation")
 

@@ -11,10 +11,6 @@ from collections.abc import Sequence
 import numpy as np
 
 
-class DataError(ValueError):
-    """Bad or missing input data; the message is one user-facing sentence plus what to do."""
-
-
 class Source:
     """Base class for dataset sources.
 

@@ -16,10 +16,12 @@ import numpy as np
 from tqdm import tqdm
 
 import zoo
+from core.errors import ModelError
+from core.files import save_figure, write_json, write_png
+from core.images import image_grid, resize_batch
+from core.runs import load_config
 from datasets.pipeline import make_dataset, to_numpy
-from evaluation.files import image_grid, resize_batch, save_figure, write_json, write_png
 from evaluation.neighbours import gallery_spec, load_query, query_title
-from zoo.registry import ModelError
 
 GRID_IMAGES = 64          # at most this many images in grid.png (at least GRID_MIN_IMAGES when n allows)
 GRID_MIN_IMAGES = 16
@@ -147,8 +149,6 @@ def generate_images(run_dir: str | Path, out_dir: str | Path, n: int = 16, seed:
             raise ModelError(f"model '{model.zoo_name}' cannot encode and decode, so --near does not apply. "
                              f"Use a run of {'/'.join(decoders)}"
                              f"{', or drop --near to sample from the model' if 'generate' in offered else ''}")
-        from training import load_config
-
         spec = gallery_spec(run_dir)
         source = spec.open()
         query = load_query(near, spec, source.channels)

@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 import datasets
 import zoo
+from core.errors import DataError, ModelError
+from core.files import save_figure, write_atomic
+from core.runs import load_config
 from datasets.pipeline import data_errors, make_dataset, prepare_image, split_indices, to_numpy
-from datasets.source import ArraySource, DataError, Source
-from evaluation.files import save_figure, write_atomic
-from zoo.registry import ModelError
+from datasets.source import ArraySource, Source
 
 EMBEDDINGS = ("latent", "scores", "pixels")
 EMBEDDING_CAPABILITY = {"latent": "encode", "scores": "classify"}
@@ -63,8 +64,6 @@ def gallery_spec(run_dir: str | Path | None = None, **overrides) -> GallerySpec:
     """
     spec = GallerySpec()
     if run_dir is not None:
-        from training import load_config
-
         config = load_config(run_dir)
         spec = GallerySpec(**{f.name: getattr(config, f.name) for f in fields(GallerySpec)})
         asked = overrides.get("image_size")

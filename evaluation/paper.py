@@ -29,9 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.source import DataError
-from evaluation.files import save_figure, write_atomic, write_json
+from core.errors import DataError
+from core.files import save_figure, write_atomic, write_json
+from core.runs import TrainConfig
 from evaluation.score import MIN_IMAGES, average_histogram, format_table, score_sets
+from training import train
 
 MODELS = ("naive", "stylegan", "layered")          # the seed's order in Fig. 1 and Fig. 4
 LABELS = {"naive": "naive", "stylegan": "StyleGAN", "layered": "layered", "real": "real"}
@@ -68,8 +70,6 @@ class PaperConfig:
 
 
 def training_configs(config: PaperConfig) -> dict:
-    from training import TrainConfig
-
     common = dict(dataset="star-fields", seed=config.seed)
     return {
         "naive": TrainConfig(model="naive", limit=config.fields, **common),
@@ -89,8 +89,6 @@ def training_configs(config: PaperConfig) -> dict:
 
 def train_runs(config: PaperConfig, runs_dir: Path, log=print) -> dict[str, dict]:
     """Trains every run into runs_dir/<model> (replacing an earlier one); wall and CPU seconds, final metrics."""
-    from training import train
-
     trained = {}
     for name, train_config in training_configs(config).items():
         run_dir = runs_dir / name

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 import zoo
-from datasets.source import DataError
-from evaluation.files import save_figure, write_json
+from core.errors import DataError
+from core.files import save_figure, write_json
+from core.runs import load_config
 from evaluation.neighbours import build_index, check_k, default_embedding, embed_source, embedder, gallery_spec
 
 
@@ -37,8 +38,6 @@ def chance_precision(gallery_labels: np.ndarray, query_labels: np.ndarray) -> fl
 def evaluate_retrieval(run_dir: str | Path, k: int = 10, embedding: str | None = None,
                        out_dir: str | Path | None = None, **spec_overrides) -> dict:
     """precision@k of the run's embedding and of pixels on its validation split; retrieval.json/.png in out_dir."""
-    from training import load_config
-
     spec = gallery_spec(run_dir, **spec_overrides)
     validation_fraction = load_config(run_dir).validation_fraction
     model = zoo.load(run_dir)

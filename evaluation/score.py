@@ -6,15 +6,15 @@ real images are read once, batch by batch (500 star fields of 1000×1000 never s
 
 - `scorer`: mean, std, min and max of a trained scorer's score (`--scorer RUN`: rf-scorer or cnn-scorer);
 - `histogram_w1`: the 1-D Wasserstein distance between the pixel-intensity distributions, and
-  `power_spectrum_distance`: the L2 distance between the mean log10 radial power spectra (evaluation/metrics.py);
+  `power_spectrum_distance`: the L2 distance between the mean log10 radial power spectra (core/metrics.py);
 - `fid_domain`, `kid_domain`, `precision`, `recall` (k = 3): on features of a trained zoo model (`--features RUN`:
   its `encode`, else its `classify`; cnn-scorer for star fields, the classifier or an encoder for galaxies).
   `domain` because the features are not Inception's (no weights can be downloaded): compare numbers only
   between sets scored with the same features run;
 - `collapse`: the share of near-black images (all of them) and the spread of the first COLLAPSE_IMAGES (pixel std
-  and mean pairwise distance, shrunk to at most COLLAPSE_SIDE px; evaluation/collapse.py) beside the real
-  images', and a verdict (evaluation.collapse.collapse_reasons on the pairwise distance);
-- `source_count`: for star fields, the stars found per field (zoo.layered.find_stars) beside the real fields'.
+  and mean pairwise distance, shrunk to at most COLLAPSE_SIDE px; core/collapse.py) beside the real
+  images', and a verdict (core.collapse.collapse_reasons on the pairwise distance);
+- `source_count`: for star fields, the stars found per field (core.stars.find_stars) beside the real fields'.
 
 Star fields are compared whole at the real fields' 1000 px, as the scorers learned them: a run trained on tiles
 (`--tile 256`) has each field stitched from its tiles. Other images are compared at the first set's size.
@@ -31,14 +31,15 @@ from tqdm import tqdm
 
 import datasets
 import zoo
+from core import metrics
+from core.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
+from core.errors import DataError, ModelError
+from core.files import save_figure, write_json
+from core.images import resize_batch
+from core.runs import load_config
 from datasets.folder import decode_image
 from datasets.pipeline import data_errors, make_dataset, stitch_tiles, tile_offsets
-from datasets.source import DataError
-from evaluation import metrics
-from evaluation.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
-from evaluation.files import resize_batch, save_figure, write_json
 from evaluation.generation import sampled_batches
-from zoo.registry import ModelError
 
 STAR_FIELD_DATASETS = ("star-fields", "cil")    # real datasets whose images are compared whole and counted
 COLLAPSE_IMAGES = 100
@@ -92,8 +93,6 @@ def stitched_batches(model, n: int, seed: int, batch_size: int, tile: int, field
 
 def run_set(run_dir: str, n: int, seed: int, batch_size: int, size: int, real_side: int) -> ImageSet:
     """A generative run's samples at size×size; a run trained on tiles gives fields stitched from its tiles."""
-    from training import load_config
-
     model = zoo.load(run_dir)
     if "generate" not in zoo.get_entry(model.zoo_name).capabilities:
         raise ModelError(f"run '{run_dir}' is a {model.zoo_name}, which cannot generate images. "
@@ -154,8 +153,6 @@ class FeatureExtractor:
     """A trained zoo model's `encode` (else `classify`) on images resized to the size it was trained at."""
 
     def __init__(self, run_dir: str):
-        from training import load_config
-
         self.model, self.run = zoo.load(run_dir), run_dir
         offered = zoo.get_entry(self.model.zoo_name).capabilities
         method = next((name for name in ("encode", "classify") if name in offered), None)
@@ -281,8 +278,6 @@ def evaluate_sets(runs: list[str] = (), generated: list[str] = (), real: str = "
                   seed: int = 0, batch_size: int = 16) -> tuple[dict, list[Summary]]:
     """The report (REPORT_KEYS) and the summaries (real first) of every set against the real images; every input
     is checked before any image is made."""
-    from training import load_config
-
     if not runs and not generated:
         raise DataError("nothing to score. Pass --run RUN (a generative run) or --generated DIR (PNGs), or several")
     if n < MIN_IMAGES or batch_size < 1:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import zoo
+from core.errors import ModelError
 from datasets.synthetic_galaxies import SyntheticGalaxies
-from zoo.registry import ModelError
 
 
 @pytest.fixture(scope="module")

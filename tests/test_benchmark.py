@@ -8,7 +8,9 @@ import pytest
 import cli
 import evaluate
 import zoo
+from core.errors import DataError
 from evaluation import benchmark
+from evaluation.benchmark import flops, measure
 
 RECORD_KEYS = {"model", "device", "mode", "status", "reason", "images_per_s", "ms_per_step", "cpu_ms_per_step",
                "images", "steps", "batch_size", "image_size", "backend", "versions", "precision", "peak_memory_mb"}
@@ -20,15 +22,15 @@ def test_seed_cnn_training_flops_match_a_hand_count():
     conv = [2 * side * side * 3 * 3 * c_in * 32 for side, c_in in ((64, 3), (32, 32), (16, 32))]
     dense = [2 * 8 * 8 * 32 * 64, 2 * 64 * 64, 2 * 64 * 5]
     assert conv == [7_077_888, 18_874_368, 4_718_592] and dense == [262_144, 8_192, 640]
-    assert benchmark.forward_flops_per_image(model) == sum(conv + dense) == 30_941_824
-    assert benchmark.training_flops_per_image(model) == 3 * 30_941_824
+    assert flops.forward_flops_per_image(model) == sum(conv + dense) == 30_941_824
+    assert flops.training_flops_per_image(model) == 3 * 30_941_824
 
 
 def test_autoencoder_flops_count_transposed_convolutions_on_their_input_side():
     model = zoo.create("autoencoder", image_size=16)
     encoder = [2 * side * side * 9 * c_in * 32 for side, c_in in ((16, 3), (8, 32), (4, 32), (2, 32))] + [2 * 32 * 64]
     decoder = [2 * 64 * 32] + [2 * side * side * 9 * 32 * 32 for side in (1, 2, 4, 8)] + [2 * 16 * 16 * 9 * 32 * 3]
-    assert benchmark.forward_flops_per_image(model) == sum(encoder + decoder) == 4_007_936
+    assert flops.forward_flops_per_image(model) == sum(encoder + decoder) == 4_007_936
 
 
 class GradientTapeModel(keras.Model):
@@ -57,12 +59,12 @@ def test_tensorflow_only_models_are_skipped_on_other_backends_and_get_no_flops_c
     assert not any(zoo.registry.trains_on(model, "jax") for model in [*tensorflow_only, zoo.create("layered")])
     assert zoo.registry.trains_on(zoo.create("vae", image_size=16), "jax")
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    reason = benchmark.backend_skip_reason(GradientTapeModel())
+    reason = measure.backend_skip_reason(GradientTapeModel())
     assert reason.startswith("it trains only with tensorflow") and "KERAS_BACKEND=tensorflow" in reason
-    assert benchmark.backend_skip_reason(zoo.create("vae", image_size=16)) is None
+    assert measure.backend_skip_reason(zoo.create("vae", image_size=16)) is None
     model = GradientTapeModel()
-    assert benchmark.forward_flops_per_image(model) == 2 * 4 * 1
-    assert benchmark.training_flops_per_image(model) is None  # its step is not one forward and backward pass
+    assert flops.forward_flops_per_image(model) == 2 * 4 * 1
+    assert flops.training_flops_per_image(model) is None  # its step is not one forward and backward pass
 
 
 def test_benchmark_writes_json_table_and_chart(tmp_path, capsys):
@@ -94,7 +96,7 @@ def test_benchmark_writes_json_table_and_chart(tmp_path, capsys):
     train = records["classifier", "cpu", "train"]
     assert train["images"] == 8 and train["steps"] == 2 and train["compile_s"] > 0
     assert train["jit_compile"] is (keras.backend.backend() == "jax")  # TensorFlow: no XLA on CPU
-    assert train["gflop_per_image"] == pytest.approx(3 * benchmark.forward_flops_per_image(
+    assert train["gflop_per_image"] == pytest.approx(3 * flops.forward_flops_per_image(
         zoo.create("classifier", image_size=16)) / 1e9)
     assert train["achieved_gflops"] == pytest.approx(train["gflop_per_image"] * 4 / train["median_ms_per_step"] * 1000)
     assert train["percent_of_peak"] == pytest.approx(
@@ -126,7 +128,7 @@ def test_xla_and_mixed_precision_are_applied_and_recorded(tmp_path):
 def test_without_tensorflow_the_pipeline_measurements_are_skipped_with_the_reason(monkeypatch):
     monkeypatch.setattr(benchmark, "tensorflow_available", lambda: False)
     config = benchmark.BenchmarkConfig(models=(), batch_size=4, image_size=16, steps=1)
-    records = benchmark.measure_pipelines(config, progress=lambda line: None)
+    records = measure.measure_pipelines(config, progress=lambda line: None)
     assert len(records) == 6 and {r["status"] for r in records} == {"skipped"}
     assert all(r["reason"] == "TensorFlow is not installed; the tf.data pipeline needs it" for r in records)
 
@@ -182,17 +184,17 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path
 
 def test_compare_without_shared_measurements_says_what_to_pass(tmp_path):
     cpu_only = write_result(tmp_path / "cpu.json", [("classifier", "train", "cpu", 50.0)])
-    with pytest.raises(benchmark.DataError, match="share no measurement of A on gpu and B on cpu"):
+    with pytest.raises(DataError, match="share no measurement of A on gpu and B on cpu"):
         benchmark.compare(benchmark.load_result(cpu_only), benchmark.load_result(cpu_only))
 
 
 def test_timed_loops_stop_after_max_seconds_but_time_at_least_one_step():
     calls = []
-    assert benchmark.timed_steps(lambda: calls.append(1), 5, max_seconds=1e9)[1] == 5
-    assert benchmark.timed_steps(lambda: calls.append(1), 5, max_seconds=0)[1] == 1
+    assert measure.timed_steps(lambda: calls.append(1), 5, max_seconds=1e9)[1] == 5
+    assert measure.timed_steps(lambda: calls.append(1), 5, max_seconds=0)[1] == 1
     assert len(calls) == 6
     walls = []
-    assert benchmark.timed_steps(lambda: calls.append(1), 3, max_seconds=1e9, step_walls=walls)[1] == 3
+    assert measure.timed_steps(lambda: calls.append(1), 3, max_seconds=1e9, step_walls=walls)[1] == 3
     assert len(walls) == 3 and all(wall >= 0 for wall in walls)
 
 

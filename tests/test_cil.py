@@ -5,8 +5,8 @@ import pytest
 import cli
 import datasets
 import train
+from core.errors import DataError
 from datasets.cil import CILSource
-from datasets.source import DataError
 
 
 def field(value):

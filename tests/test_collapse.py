@@ -1,8 +1,9 @@
-"""Mode-collapse statistics: exact values on small batches, and the verdict on black, identical and varied batches."""
+"""core/collapse.py: exact mode-collapse statistics on small batches, and the verdict on black, identical and varied
+batches."""
 import numpy as np
 import pytest
 
-from evaluation.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
+from core.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
 
 
 def blobs(n, size=16, seed=0):

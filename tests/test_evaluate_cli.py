@@ -10,8 +10,9 @@ import pytest
 
 import cli
 import evaluate
+from core.runs import TrainConfig
 from evaluation.neighbours import Gallery
-from training import TrainConfig, train
+from training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import datasets
+from core.errors import DataError
 from datasets import folder
-from datasets.source import DataError
 
 
 def write_image(path, rgb):

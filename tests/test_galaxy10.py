@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import datasets
+from core.errors import DataError
 from datasets import galaxy10
-from datasets.source import DataError
 
 DECALS_LABELS = np.array([2, 5, 0, 5, 9, 2], dtype=np.uint8)
 

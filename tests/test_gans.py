@@ -4,13 +4,13 @@ a gradient penalty that stays finite, learning, collapse warnings and a train.py
 Tests named test_tf_* need TensorFlow (training: zoo/gan.py; run folders); the others also pass with
 KERAS_BACKEND=jax.
 """
+import keras
 import numpy as np
 import pytest
 
-import keras
 import zoo
+from core.errors import ModelError
 from zoo.gan import growth_plan
-from zoo.registry import ModelError
 
 TINY = {"filters": 4, "latent_dim": 8}
 
@@ -145,7 +145,8 @@ def test_tf_collapse_monitor_warns_when_a_gan_makes_only_black_images(capsys):
 def test_tf_train_run_of_a_wgan_on_30px_images(tmp_path, capsys):
     """train.py's run folder for a GAN at a size that is not a multiple of 8: both losses and the penalty,
     the collapse statistics, the fixed-noise grid, TensorBoard images, and a loadable generator."""
-    from training import TrainConfig, train
+    from core.runs import TrainConfig
+    from training import train
 
     run_dir = tmp_path / "wgan"
     config = TrainConfig(model="wgan-gp", limit=24, image_size=30, batch_size=8, epochs=2,

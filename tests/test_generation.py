@@ -9,12 +9,12 @@ import pytest
 from keras import layers
 
 import zoo
+from core.errors import ModelError
+from core.files import write_json
 from evaluation import generation
-from evaluation.files import write_json
 from evaluation.generation import generate_images, sampled_batches
 from evaluation.neighbours import GallerySpec, load_query
 from zoo import registry
-from zoo.registry import ModelError
 
 
 @keras.saving.register_keras_serializable(package="astrozoo_tests")

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import datasets
+from core.errors import DataError
 from datasets import hubble
-from datasets.source import DataError
 
 FIELD_HEIGHT, FIELD_WIDTH = 872, 1000
 

@@ -13,9 +13,9 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 import zoo
+from core.stars import FoundStars, background_pixels, extract_patches, find_stars
 from datasets.star_fields import StarFields
-from zoo.layered import (BackgroundSampler, CoordinateGAN, FoundStars, background_pixels, decode_coordinates,
-                         encode_coordinates, extract_patches, find_stars)
+from zoo.layered import BackgroundSampler, CoordinateGAN, decode_coordinates, encode_coordinates
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = np.arange(256)

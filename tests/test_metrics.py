@@ -1,11 +1,11 @@
-"""Distribution metrics: histogram W1 against scipy, power spectra of known images, FID / KID / precision / recall
+"""core/metrics.py: histogram W1 against scipy, power spectra of known images, FID / KID / precision / recall
 on feature sets with known relations, and star counts on rendered fields."""
 import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
 
+from core import metrics
 from datasets.star_fields import StarFields
-from evaluation import metrics
 
 
 def quantised(rng, shape, scale=1.0):

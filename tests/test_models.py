@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import zoo
+from core.errors import ModelError
 from zoo.gan import GAN
-from zoo.registry import ModelError
 
 GALAXY_MODELS = [name for name in zoo.list_models() if zoo.get_entry(name).world == "galaxies"]
 

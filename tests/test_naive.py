@@ -87,7 +87,8 @@ def test_parts_round_trip(fitted, tmp_path):
 
 
 def test_untrained_model_says_how_to_train():
-    with pytest.raises(zoo.ModelError, match="not trained yet. Train it with 'python train.py --model naive'"):
+    expected = "model 'naive' is not trained yet. Train it with 'python train.py --model naive --dataset star-fields'"
+    with pytest.raises(zoo.ModelError, match=expected):
         zoo.create("naive").generate(1)
 
 

@@ -9,12 +9,11 @@ import pytest
 
 import datasets
 import zoo
+from core.errors import DataError, ModelError
 from datasets.pipeline import make_dataset, prepare_image, to_numpy
-from datasets.source import DataError
 from datasets.synthetic_galaxies import milky_way
 from evaluation import neighbours
 from evaluation.neighbours import Gallery, GallerySpec, build_index, embedder, load_query, nearest, open_gallery
-from zoo.registry import ModelError
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 import datasets
+from core.errors import DataError
 from datasets.pipeline import make_dataset, prepare_image, split_indices, stitch_tiles, tile_offsets, to_numpy
-from datasets.source import ArraySource, DataError, Subset
+from datasets.source import ArraySource, Subset
 
 
 def test_whole_source_round_trips_exactly_in_order(striped_source):

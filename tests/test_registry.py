@@ -1,7 +1,8 @@
 import pytest
 
 import zoo
-from zoo.registry import ModelError, register
+from core.errors import ModelError
+from zoo.registry import register
 
 
 def test_list_models_has_the_walking_skeleton_models_with_capabilities():

@@ -4,11 +4,12 @@ import json
 import numpy as np
 import pytest
 
+from core.errors import DataError
+from core.runs import TrainConfig
 from datasets.pipeline import make_dataset, to_numpy
-from datasets.source import DataError
 from evaluation.neighbours import GallerySpec
 from evaluation.retrieval import chance_precision, evaluate_retrieval, precision_at_k
-from training import TrainConfig, train
+from training import train
 
 
 def test_precision_at_k_on_points_on_a_line():

@@ -11,13 +11,14 @@ import pytest
 
 import evaluate
 import zoo
+from core.errors import DataError
+from core.files import write_png
+from core.runs import TrainConfig
 from datasets.pipeline import stitch_tiles, tile_offsets
-from datasets.source import DataError
 from datasets.star_fields import StarFields
-from evaluation.files import write_png
 from evaluation.generation import batch_seed
 from evaluation.score import REAL_KEYS, REPORT_KEYS, SET_KEYS, stitched_batches
-from training import TrainConfig, train
+from training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,11 +7,12 @@ import pytest
 
 import datasets
 import zoo
+from core.errors import DataError, ModelError
+from core.runs import TrainConfig
 from datasets.cil import CILSource
-from datasets.source import ArraySource, DataError
+from datasets.source import ArraySource
 from datasets.star_fields import Distortion, ScoredStarFields, StarFields, render_field, write_cil
-from training import TrainConfig, train
-from zoo.registry import ModelError
+from training import train
 from zoo.scorers import image_features
 
 
@@ -85,9 +86,9 @@ def test_scorers_refuse_unscored_data_and_scoring_before_training():
     unscored = ArraySource(np.zeros((4, 64, 64, 1), np.uint8))
     with pytest.raises(DataError, match="dataset 'array' has no scores to learn from"):
         zoo.create("rf-scorer").fit_source(unscored)
-    with pytest.raises(ModelError, match="the rf-scorer is not trained yet"):
+    with pytest.raises(ModelError, match="model 'rf-scorer' is not trained yet"):
         zoo.create("rf-scorer").score(np.zeros((1, 64, 64, 1), np.float32))
-    with pytest.raises(ModelError, match="the cnn-scorer is not trained yet"):
+    with pytest.raises(ModelError, match="model 'cnn-scorer' is not trained yet"):
         zoo.create("cnn-scorer", input_size=32).score(np.zeros((1, 64, 64, 1), np.float32))
     with pytest.raises(ModelError, match="rf-scorer needs 2-256 histogram bins"):
         zoo.create("rf-scorer", bins=1)

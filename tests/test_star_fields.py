@@ -13,8 +13,9 @@ import pytest
 import cli
 import datasets
 import zoo
-from datasets.source import DataError
-from datasets.star_fields import Distortion, Stars, StarFields, draw_stars, main, render_field, star_density, write_cil
+from core.errors import DataError
+from datasets.star_fields import Distortion, StarFields, Stars, draw_stars, render_field, star_density, write_cil
+from datasets.star_fields.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

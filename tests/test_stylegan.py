@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.registry import ModelError
+from core.errors import ModelError
 from zoo.stylegan import downsample, upsample
 
 TINY = {"filters": 8, "latent_dim": 8, "mapping_layers": 2}

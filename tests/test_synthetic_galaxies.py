@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
 import datasets
-from datasets.source import DataError
+from core.errors import DataError
 from datasets.synthetic_galaxies import CLASS_NAMES, SyntheticGalaxies, milky_way, render
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from evaluation.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
-from evaluation.files import image_grid, save_figure, write_png
+from core.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
+from core.files import save_figure, write_png
+from core.images import image_grid
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -64,7 +65,7 @@ class SampleWriter(keras.callbacks.Callback):
 
 
 class CollapseMonitor(keras.callbacks.Callback):
-    """After every epoch, measures the spread of `n` generated images (evaluation.collapse) against real ones,
+    """After every epoch, measures the spread of `n` generated images (core.collapse) against real ones,
     adds it to the logs (history.csv: sample_pixel_std, sample_black_fraction, sample_pairwise_distance and
     collapsed, 1 when collapsed) and prints a warning line on stderr when the samples look collapsed (after the
     epoch's progress line)."""

@@ -5,12 +5,9 @@ history.csv (with per-epoch `seconds`), logs/ (TensorBoard), samples/ (per-epoch
 matrices) and checkpoint/ (weights, optimizer state and epoch, from Keras' BackupAndRestore) for --resume.
 Everything that can be wrong with the input is checked before the folder is created.
 
-Models that are not one Keras model (the statistical and composite star-field models) train through the
-same `train` by a small protocol: `fit_source(source, validation=, epochs=, batch_size=, steps_per_epoch=,
-seed=, log=, verbose=)` reads whole images of the training split from the source (`validation`: the held-out
-split, for models that report on it) and hands each stage or epoch to `log` as a history row;
-`sample_grids(seed)` names the images for samples/; `save(folder)` writes a folder of parts, saved as model/
-(read back by the registry entry's `loader`). Such runs have no logs/ or checkpoint/.
+Composite models (zoo/parts.py: the statistical star-field models and the scorers) train through the same
+`train` by their protocol: `fit_source` on whole images of the training split, history.csv from the rows it
+logs, samples/ from `sample_grids` and model/ from `save`. Such runs have no logs/ or checkpoint/.
 
 Models with the `score` capability learn from a dataset's scored images (`datasets.load(..., scored=True)`).
 """
@@ -19,13 +16,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import os
 import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -33,47 +28,16 @@ import numpy as np
 
 import datasets
 import zoo
+from core.errors import DataError, ModelError
+from core.files import write_atomic, write_json, write_png
+from core.runs import RunFolder, TrainConfig
+from core.worlds import WORLD_IMAGE_SIZES
 from datasets.pipeline import make_dataset, split_indices, stitch_tiles, tile_offsets, to_numpy
-from datasets.source import DataError, Subset
-from evaluation.files import write_atomic, write_json, write_png
+from datasets.source import Subset
 from training.callbacks import CollapseMonitor, EpochTimer, SampleWriter
-from zoo.registry import ModelError
+from zoo.parts import CompositeModel
 
 MAX_SAMPLE_IMAGES = 2000
-WORLD_IMAGE_SIZES = {"galaxies": 64, "star-fields": 1000}     # --image-size when not given (or the --tile size)
-
-
-@dataclass
-class TrainConfig:
-    """Every option of a run; train.py's flags map one to one onto these fields."""
-
-    model: str
-    dataset: str = "synthetic-galaxies"
-    data_dir: str | None = None
-    classes: str | None = None
-    limit: int | None = None
-    image_size: int | None = None      # None: the tile size, else the model's world's (WORLD_IMAGE_SIZES)
-    crop: float | None = None
-    tile: int | None = None
-    epochs: int = 10
-    steps_per_epoch: int | None = None
-    batch_size: int = 32
-    learning_rate: float | None = None
-    validation_fraction: float = 0.1
-    augment: bool = True
-    seed: int = 0
-    options: dict = field(default_factory=dict)
-
-
-def load_config(run_dir: str | Path) -> TrainConfig:
-    """The TrainConfig a run folder was trained with."""
-    path = Path(run_dir) / "config.json"
-    try:
-        saved = json.loads(path.read_text())
-        return TrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved})
-    except (OSError, ValueError, TypeError, KeyError):
-        raise ModelError(f"'{run_dir}' is not a run folder (no readable config.json). "
-                         "Pass a folder written by train.py") from None
 
 
 def versions() -> dict[str, str]:
@@ -138,8 +102,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
     options = model_options(config, source)
     model = zoo.create(config.model, **options)
     capabilities = zoo.get_entry(config.model).capabilities
-    in_keras = isinstance(model, keras.Model)
-    if in_keras:
+    composite = isinstance(model, CompositeModel)
+    if not composite:
         common = dict(image_size=config.image_size, crop=config.crop, tile=config.tile, batch_size=config.batch_size,
                       seed=config.seed, validation_fraction=config.validation_fraction)
         train_data = make_dataset(source, split="train", shuffle=True, augment=config.augment,
@@ -150,7 +114,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
                          "do not apply to it. Train it again without them")
 
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config.model)
-    if resume and not (run_dir / "config.json").is_file():
+    folder = RunFolder(run_dir)
+    if resume and not folder.config.is_file():
         raise ModelError(f"'{run_dir}' is not a run folder (no config.json). Pass a folder written by train.py")
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
         raise ModelError(f"run folder '{run_dir}' already exists and is not empty. "
@@ -158,43 +123,44 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        if in_keras:
-            return _fit(config, source, model, options, capabilities, train_data, validation_data, run_dir, verbose)
-        return _fit_parts(config, source, model, options, capabilities, run_dir, verbose)
+        _write_config(config, source, options, capabilities, folder)
+        if composite:
+            final = _fit_parts(config, source, model, folder, verbose)
+        else:
+            final = _fit(config, source, model, capabilities, train_data, validation_data, folder, verbose)
+        return run_dir, final
     except BaseException:
-        if created and not (run_dir / "checkpoint").exists():
+        if created and not folder.checkpoint.exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
 
-def _write_config(config, source, options, capabilities, run_dir: Path) -> None:
-    write_json(run_dir / "config.json", {
+def _write_config(config, source, options, capabilities, folder: RunFolder) -> None:
+    write_json(folder.config, {
         **dataclasses.asdict(config), "model_options": options, "world": zoo.get_entry(config.model).world,
         "capabilities": list(capabilities), "class_names": list(source.class_names),
         "n_images": len(source), "command": sys.argv, "versions": versions(),
     })
 
 
-def _fit(config, source, model, options, capabilities, train_data, validation_data, run_dir: Path, verbose):
-    _write_config(config, source, options, capabilities, run_dir)
+def _fit(config, source, model, capabilities, train_data, validation_data, folder: RunFolder, verbose) -> dict:
     validation_images, validation_labels = to_numpy(validation_data.take(-(-MAX_SAMPLE_IMAGES // config.batch_size)))
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "checkpoint"), delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(str(folder.checkpoint), delete_checkpoint=False),
         EpochTimer(),
-        SampleWriter(run_dir / "samples", capabilities, validation_images, validation_labels, source.class_names,
-                     seed=config.seed, log_dir=run_dir / "logs" / "samples"),
+        SampleWriter(folder.samples, capabilities, validation_images, validation_labels, source.class_names,
+                     seed=config.seed, log_dir=folder.logs / "samples"),
         *([CollapseMonitor(validation_images, seed=config.seed)] if "generate" in capabilities else []),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        keras.callbacks.CSVLogger(str(folder.history), append=True),
+        keras.callbacks.TensorBoard(str(folder.logs)),
     ]
     history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
                         steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose,
                         shuffle=False)  # make_dataset already shuffles
     if config.tile and "generate" in capabilities:
-        write_png(run_dir / "samples" / "stitched.png", stitched_image(model, source, config))
-    write_atomic(run_dir / "model.keras", model.save)
-    final = {name: float(values[-1]) for name, values in history.history.items() if values}
-    return run_dir, final
+        write_png(folder.samples / "stitched.png", stitched_image(model, source, config))
+    write_atomic(folder.model, model.save)
+    return {name: float(values[-1]) for name, values in history.history.items() if values}
 
 
 def stitched_image(model, source, config: TrainConfig) -> np.ndarray:
@@ -206,20 +172,19 @@ def stitched_image(model, source, config: TrainConfig) -> np.ndarray:
     return stitch_tiles(model.generate(count, seed=config.seed), height, width)
 
 
-def _fit_parts(config, source, model, options, capabilities, run_dir: Path, verbose):
-    """A model that is not one Keras model: `fit_source` on the training split, then history.csv from its rows,
-    samples/ from `sample_grids` and model/ from `save`."""
-    _write_config(config, source, options, capabilities, run_dir)
+def _fit_parts(config, source, model: CompositeModel, folder: RunFolder, verbose) -> dict:
+    """A composite model: `fit_source` on the training split, then history.csv from its rows, samples/ from
+    `sample_grids` and model/ from `save`."""
     rows: list[dict] = []
     train_rows, validation_rows = (Subset(source, split_indices(len(source), split, config.validation_fraction,
                                                                 config.seed)) for split in ("train", "validation"))
     model.fit_source(train_rows, validation=validation_rows, epochs=config.epochs, batch_size=config.batch_size,
                      steps_per_epoch=config.steps_per_epoch, seed=config.seed, log=rows.append, verbose=verbose)
-    write_atomic(run_dir / "history.csv", lambda tmp: Path(tmp).write_text(history_csv(rows)))
+    write_atomic(folder.history, lambda tmp: Path(tmp).write_text(history_csv(rows)))
     for name, image in model.sample_grids(seed=config.seed).items():
-        write_png(run_dir / "samples" / f"{name}.png", image)
-    save_parts(model, run_dir / "model")
-    return run_dir, {k: v for k, v in (rows[-1] if rows else {}).items() if isinstance(v, float)}
+        write_png(folder.samples / f"{name}.png", image)
+    save_parts(model, folder.parts)
+    return {k: v for k, v in (rows[-1] if rows else {}).items() if isinstance(v, float)}
 
 
 def history_csv(rows: list[dict]) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from zoo.registry import ModelError, register
+from core.errors import ModelError
+from zoo.registry import register
 
 DOWNSAMPLINGS = 4
 LOSSES = ("bce", "mse")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from zoo.registry import ModelError, register
+from core.errors import ModelError
+from core.worlds import GALAXY_SIZE
+from zoo.registry import register
 
 PRESETS = ("seed", "wide")
 
@@ -51,8 +53,8 @@ def wide_cnn(image_size: int, channels: int, num_classes: int, dropout: float) -
 class Classifier(keras.Model):
     """Image → class probabilities; `classify` is the zoo capability."""
 
-    def __init__(self, image_size: int = 64, channels: int = 3, num_classes: int = 5, preset: str = "seed",
-                 dropout: float = 0.2, **kwargs):
+    def __init__(self, image_size: int, channels: int, num_classes: int, preset: str,
+                 dropout: float, **kwargs):
         super().__init__(**kwargs)
         if preset not in PRESETS:
             raise ModelError(f"unknown classifier preset '{preset}'. Choose one of: {', '.join(PRESETS)}")
@@ -83,7 +85,7 @@ class Classifier(keras.Model):
 
 
 @register("classifier", world="galaxies", capabilities=("classify",))
-def classifier(image_size: int = 64, channels: int = 3, num_classes: int = 5, preset: str = "seed",
+def classifier(image_size: int = GALAXY_SIZE, channels: int = 3, num_classes: int = 5, preset: str = "seed",
                dropout: float = 0.2, learning_rate: float = 1e-3) -> Classifier:
     """The seed's 64×64 CNN galaxy classifier (preset 'wide': BatchNorm variant)."""
     model = Classifier(image_size, channels, num_classes, preset, dropout, name="classifier")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from core.worlds import GALAXY_SIZE
 from zoo.gan import GAN, MinibatchStdDev, centre_margins, growth_plan, widths
 from zoo.registry import register
 
@@ -62,8 +63,8 @@ def dcgan_discriminator(image_size: int, channels: int, filters: int, dropout: f
 class DCGAN(GAN):
     """Discriminator loss BCE(0.9, D(real)) + BCE(0, D(fake)); generator loss BCE(1, D(fake)), on logits."""
 
-    def __init__(self, image_size: int = 64, channels: int = 3, latent_dim: int = 128, filters: int = 16,
-                 dropout: float = 0.2, seed: int = 0, **kwargs):
+    def __init__(self, image_size: int, channels: int, latent_dim: int, filters: int,
+                 dropout: float, seed: int, **kwargs):
         super().__init__(image_size, channels, latent_dim, seed, **kwargs)
         self.filters, self.dropout = filters, dropout
         self.generator = dcgan_generator(image_size, channels, latent_dim, filters)
@@ -86,8 +87,8 @@ class DCGAN(GAN):
 
 
 @register("dcgan", world="galaxies", capabilities=("generate",))
-def dcgan(image_size: int = 64, channels: int = 3, latent_dim: int = 128, filters: int = 16, dropout: float = 0.2,
-          seed: int = 0, learning_rate: float = 4e-4) -> DCGAN:
+def dcgan(image_size: int = GALAXY_SIZE, channels: int = 3, latent_dim: int = 128, filters: int = 16,
+          dropout: float = 0.2, seed: int = 0, learning_rate: float = 4e-4) -> DCGAN:
     """DCGAN with BCE loss, 32-128 px RGB or grayscale galaxies."""
     model = DCGAN(image_size, channels, latent_dim, filters, dropout, seed, name="dcgan")
     model.compile(generator_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),

@@ -12,7 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from zoo.registry import ModelError, trains_on
+from core.errors import ModelError
+from zoo.registry import trains_on
 
 GRADIENT_NORM_EPSILON = 1e-12
 

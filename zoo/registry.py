@@ -7,18 +7,15 @@ it can do instead of checking its name.
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import ModelError
+from core.runs import RunFolder
+from core.worlds import WORLDS
+
 CAPABILITIES = ("classify", "encode", "decode", "reconstruct", "generate", "score")
-WORLDS = ("galaxies", "star-fields")
-
-
-class ModelError(ValueError):
-    """A bad model name, option or run folder; the message says what to do."""
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -94,13 +91,12 @@ def load(run_dir: str | Path):
     parts `model/` read by the entry's loader."""
     import keras
 
-    run_dir = Path(run_dir)
-    config_path, model_path, parts_path = run_dir / "config.json", run_dir / "model.keras", run_dir / "model"
-    if not config_path.is_file() or not (model_path.is_file() or parts_path.is_dir()):
+    folder = RunFolder(run_dir)
+    if not folder.config.is_file() or folder.saved_model() is None:
         raise ModelError(f"'{run_dir}' is not a finished run folder (no config.json, or no model.keras / model/). "
                          "Pass a folder written by train.py")
-    name = json.loads(config_path.read_text())["model"]
+    name = folder.read_config()["model"]
     entry = get_entry(name)
-    model = entry.loader(parts_path) if entry.loader else keras.saving.load_model(model_path)
+    model = entry.loader(folder.parts) if entry.loader else keras.saving.load_model(folder.model)
     model.zoo_name = name
     return model

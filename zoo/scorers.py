@@ -9,7 +9,7 @@ on the CIL scale 0-8, learned from a scored set (`--dataset star-fields`: the bu
   `input_size` px (MAE 0.63 in the seed). Its pooled features (`encode`) serve `evaluate.py score --features`
   as a star-field feature extractor for the domain FID / KID.
 
-Both train through training/run.py's protocol for models that are not one Keras model: `fit_source` reads the
+Both are composite models (zoo/parts.py), not one Keras model: `fit_source` reads the
 scored images of the training split (scores from `source.metadata(...)["score"]`), reports the MAE on the
 held-out split and the MAE of always predicting the training mean, for scale; `score(images) -> (n,)`.
 
@@ -19,9 +19,8 @@ you trust (skops' safe format would not help here: it still needs the tree array
 from __future__ import annotations
 
 import functools
-import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -29,17 +28,17 @@ import numpy as np
 from keras import layers
 from tqdm import tqdm
 
-from datasets.cil import SCORE_RANGE
-from datasets.source import DataError, Source
-from evaluation.files import resize_batch
-from evaluation.metrics import grey_levels, radial_power_spectrum
-from zoo.layered import EpochRows
-from zoo.registry import ModelError, register
+from core.errors import DataError, ModelError
+from core.images import grey_levels, resize_batch
+from core.metrics import radial_power_spectrum
+from core.worlds import SCORE_RANGE
+from zoo.parts import CompositeModel, EpochRows, FitSettings, HistoryLog
+from zoo.registry import register
 
 READ_CHUNK = 32     # scored images read and turned into features at once (32 fields of 1000² are 32 MB)
 
 
-def scored_images(source: Source, description: str, verbose: int | str = "auto"
+def scored_images(source, description: str, verbose: int | str = "auto"
                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(images float32 NHWC in [0, 1], scores) of a scored source, chunk by chunk."""
     try:
@@ -69,13 +68,29 @@ def validation_plot(true: np.ndarray, predicted: np.ndarray, title: str) -> np.n
     return image
 
 
-class Scorer:
+class Scorer(CompositeModel):
     """What both scorers share: the held-out MAE row and samples/validation.png."""
-
-    name = "scorer"
 
     def __init__(self):
         self.validation: tuple[np.ndarray, np.ndarray] | None = None     # true and predicted held-out scores
+
+    def inputs(self, images: np.ndarray) -> np.ndarray:
+        """What the model learns from, for a batch of images in [0, 1]."""
+        raise NotImplementedError
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """(n,) scores of prepared inputs."""
+        raise NotImplementedError
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        """(n,) scores 0-8 of images float32 NHWC in [0, 1] (rf-scorer: at least 2·bands px)."""
+        self.require_trained()
+        return self.predict(self.inputs(images))
+
+    def features_and_scores(self, source, verbose: int | str = "auto") -> tuple[np.ndarray, np.ndarray]:
+        """The inputs of every scored image of `source`, and the scores."""
+        chunks = [(self.inputs(images), scores) for images, scores in scored_images(source, self.name, verbose)]
+        return np.concatenate([x for x, _ in chunks]), np.concatenate([s for _, s in chunks])
 
     def held_out_row(self, true: np.ndarray, predicted: np.ndarray, train_scores: np.ndarray) -> dict:
         """val_mae on the held-out split, beside val_mae_of_mean, the MAE of always predicting the training mean."""
@@ -103,7 +118,7 @@ def histogram_bin_starts(bins: int) -> np.ndarray:
 
 def image_features(images: np.ndarray, bins: int = 32, bands: int = 32) -> np.ndarray:
     """(n, bins + bands) features of images in [0, 1]: the share of pixels in each log-spaced grey-level bin,
-    then the log10 radially averaged power spectrum (evaluation.metrics.radial_power_spectrum)."""
+    then the log10 radially averaged power spectrum (core.metrics.radial_power_spectrum)."""
     levels = grey_levels(images).reshape(len(images), -1)
     starts = histogram_bin_starts(bins)
     shares = np.stack([np.add.reduceat(np.bincount(row, minlength=256), starts) for row in levels]) / levels.shape[1]
@@ -123,60 +138,44 @@ class ForestScorer(Scorer):
                              f"bins={bins}, bands={bands}, trees={trees}. Use e.g. --option bins=32")
         self.forest = None
 
-    def features_and_scores(self, source: Source, verbose: int | str = "auto") -> tuple[np.ndarray, np.ndarray]:
-        chunks = [(image_features(images, self.options["bins"], self.options["bands"]), scores)
-                  for images, scores in scored_images(source, "scorer features", verbose)]
-        return np.concatenate([f for f, _ in chunks]), np.concatenate([s for _, s in chunks])
+    def inputs(self, images: np.ndarray) -> np.ndarray:
+        return image_features(images, self.options["bins"], self.options["bands"])
 
-    def fit_source(self, source: Source, *, validation: Source | None = None, epochs: int = 1, batch_size: int = 32,
-                   steps_per_epoch: int | None = None, seed: int = 0, log: Callable[[dict], None] = lambda row: None,
-                   verbose: int | str = "auto") -> None:
+    @property
+    def trained(self) -> bool:
+        return self.forest is not None
+
+    def fit_parts(self, source, validation, settings: FitSettings, log: HistoryLog) -> None:
         """Features of every training image, one forest (epochs, batches and steps do not apply), then the
         held-out MAE; hands `log` one history row."""
         from sklearn.ensemble import RandomForestRegressor
 
         started = time.perf_counter()
-        features, scores = self.features_and_scores(source, verbose)
+        features, scores = self.features_and_scores(source, settings.verbose)
         self.forest = RandomForestRegressor(
             self.options["trees"], min_samples_leaf=self.options["min_samples_leaf"],
             max_features=self.options["max_features"], random_state=self.options["seed"], n_jobs=-1)
         self.forest.fit(features, scores)
         row = {"part": "forest", "epoch": 0, "images": len(scores)}
         if validation is not None and len(validation):
-            held_out, true = self.features_and_scores(validation, verbose)
+            held_out, true = self.features_and_scores(validation, settings.verbose)
             row.update(self.held_out_row(true, self.predict(held_out), scores))
         log({**row, "seconds": time.perf_counter() - started})
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        if self.forest is None:
-            raise ModelError("the rf-scorer is not trained yet. Train it with 'python train.py --model rf-scorer "
-                             "--dataset star-fields' and load the run with zoo.load")
         return self.forest.predict(features).astype(np.float32)
 
-    def score(self, images: np.ndarray) -> np.ndarray:
-        """(n,) scores 0-8 of images float32 NHWC in [0, 1], any size of at least 2·bands px."""
-        return self.predict(image_features(images, self.options["bins"], self.options["bands"]))
-
-    def save(self, folder: str | Path) -> None:
-        """parts.json (options) and forest.joblib (the pickled forest) into `folder` (which exists)."""
+    def save_parts(self, folder: Path) -> None:
+        """forest.joblib: the pickled forest."""
         import joblib
 
-        folder = Path(folder)
-        (folder / "parts.json").write_text(json.dumps({"model": self.name, "options": self.options}, indent=2) + "\n")
         joblib.dump(self.forest, folder / "forest.joblib", compress=3)
 
-    @classmethod
-    def load(cls, folder: str | Path) -> ForestScorer:
-        """Reads a saved forest. joblib unpickles it, and unpickling runs code: load only folders you trust."""
+    def load_parts(self, folder: Path) -> None:
+        """Reads the saved forest. joblib unpickles it, and unpickling runs code: load only folders you trust."""
         import joblib
 
-        folder = Path(folder)
-        try:
-            model = cls(**json.loads((folder / "parts.json").read_text())["options"])
-            model.forest = joblib.load(folder / "forest.joblib")
-        except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
-            raise ModelError(f"{folder} is not a complete rf-scorer ({error}). Train it again") from None
-        return model
+        self.forest = joblib.load(folder / "forest.joblib")
 
 
 @register("rf-scorer", world="star-fields", capabilities=("score",), loader=ForestScorer.load)
@@ -231,12 +230,16 @@ class CNNScorer(Scorer):
                              f"{len(widths)} blocks, got {input_size}. Use --option input_size=128")
         self.network = build_cnn(input_size, channels, tuple(widths), feature_dim)
         self.network.compile(keras.optimizers.Adam(learning_rate), loss=keras.losses.Huber(), metrics=["mae"])
-        self.trained = False
+        self.fitted = False
+
+    @property
+    def trained(self) -> bool:
+        return self.fitted
 
     def count_params(self) -> int:
         return self.network.count_params()
 
-    def prepare(self, images: np.ndarray) -> np.ndarray:
+    def inputs(self, images: np.ndarray) -> np.ndarray:
         """Images in [0, 1] → (n, input_size, input_size, channels): area-averaged, then square-rooted."""
         size, channels = self.options["input_size"], self.options["channels"]
         images = np.asarray(images, np.float32)
@@ -245,34 +248,22 @@ class CNNScorer(Scorer):
                              "Pass images like the ones it was trained on")
         return np.sqrt(np.clip(resize_batch(images, size), 0, 1))
 
-    def features_and_scores(self, source: Source, verbose: int | str = "auto") -> tuple[np.ndarray, np.ndarray]:
-        chunks = [(self.prepare(images), scores)
-                  for images, scores in scored_images(source, "shrinking images", verbose)]
-        return np.concatenate([x for x, _ in chunks]), np.concatenate([s for _, s in chunks])
-
-    def fit_source(self, source: Source, *, validation: Source | None = None, epochs: int = 10, batch_size: int = 32,
-                   steps_per_epoch: int | None = None, seed: int = 0, log: Callable[[dict], None] = lambda row: None,
-                   verbose: int | str = "auto") -> None:
+    def fit_parts(self, source, validation, settings: FitSettings, log: HistoryLog) -> None:
         """Shrinks every training image once, fits the network for `epochs` (Keras' own validation on the
         held-out split each epoch, one history row per epoch), then one row with the final held-out MAE."""
-        inputs, scores = self.features_and_scores(source, verbose)
-        held_out = self.features_and_scores(validation, verbose) if validation is not None and len(validation) else None
-        self.network.fit(inputs, scores, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                         validation_data=held_out, callbacks=[EpochRows("cnn", log)], verbose=verbose)
-        self.trained = True
+        inputs, scores = self.features_and_scores(source, settings.verbose)
+        held_out = (self.features_and_scores(validation, settings.verbose)
+                    if validation is not None and len(validation) else None)
+        self.network.fit(inputs, scores, batch_size=settings.batch_size, epochs=settings.epochs,
+                         steps_per_epoch=settings.steps_per_epoch, validation_data=held_out,
+                         callbacks=[EpochRows("cnn", log)], verbose=settings.verbose)
+        self.fitted = True
         if held_out is not None:
-            log({"part": "validation", "epoch": epochs - 1,
+            log({"part": "validation", "epoch": settings.epochs - 1,
                  **self.held_out_row(held_out[1], self.predict(held_out[0]), scores)})
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         return np.clip(self.network.predict(inputs, batch_size=64, verbose=0)[:, 0], *SCORE_RANGE)
-
-    def score(self, images: np.ndarray) -> np.ndarray:
-        """(n,) scores 0-8 of images float32 NHWC in [0, 1], any size."""
-        if not self.trained:
-            raise ModelError("the cnn-scorer is not trained yet. Train it with 'python train.py --model cnn-scorer "
-                             "--dataset star-fields' and load the run with zoo.load")
-        return self.predict(self.prepare(images))
 
     @functools.cached_property
     def extractor(self) -> keras.Model:
@@ -280,24 +271,14 @@ class CNNScorer(Scorer):
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """(n, feature_dim) activations of the `features` layer: a star-field feature space for FID / KID."""
-        return self.extractor.predict(self.prepare(images), batch_size=64, verbose=0)
+        return self.extractor.predict(self.inputs(images), batch_size=64, verbose=0)
 
-    def save(self, folder: str | Path) -> None:
-        """parts.json (options) and cnn.keras into `folder` (which exists)."""
-        folder = Path(folder)
-        (folder / "parts.json").write_text(json.dumps({"model": self.name, "options": self.options}, indent=2) + "\n")
+    def save_parts(self, folder: Path) -> None:
         self.network.save(folder / "cnn.keras")
 
-    @classmethod
-    def load(cls, folder: str | Path) -> CNNScorer:
-        folder = Path(folder)
-        try:
-            model = cls(**json.loads((folder / "parts.json").read_text())["options"])
-            model.network = keras.saving.load_model(folder / "cnn.keras")
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ModelError(f"{folder} is not a complete cnn-scorer ({error}). Train it again") from None
-        model.trained = True
-        return model
+    def load_parts(self, folder: Path) -> None:
+        self.network = keras.saving.load_model(folder / "cnn.keras")
+        self.fitted = True
 
 
 @register("cnn-scorer", world="star-fields", capabilities=("score", "encode"), loader=CNNScorer.load)

@@ -26,8 +26,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from core.errors import ModelError
+from core.worlds import GALAXY_SIZE
 from zoo.gan import GAN, MinibatchStdDev, to_signed, to_unit
-from zoo.registry import ModelError, register
+from zoo.registry import register
 
 LEAK = 0.2
 MAPPING_LEARNING_RATE = 0.01
@@ -242,9 +244,9 @@ class StyleGAN(GAN):
 
     loss_names = ("d_loss", "g_loss", "gradient_penalty")
 
-    def __init__(self, image_size: int = 64, channels: int = 3, latent_dim: int = 128, filters: int = 64,
-                 mapping_layers: int = 8, start_size: int = 4, images_per_stage: int = 8000,
-                 gp_weight: float = 10.0, drift_weight: float = 0.001, seed: int = 0, **kwargs):
+    def __init__(self, image_size: int, channels: int, latent_dim: int, filters: int,
+                 mapping_layers: int, start_size: int, images_per_stage: int,
+                 gp_weight: float, drift_weight: float, seed: int, **kwargs):
         super().__init__(image_size, channels, latent_dim, seed, **kwargs)
         check_sizes(image_size, start_size)
         if images_per_stage < 2:
@@ -384,7 +386,7 @@ class FollowSchedule(keras.callbacks.Callback):
 
 
 @register("stylegan", world="galaxies", capabilities=("generate",))
-def stylegan(image_size: int = 64, channels: int = 3, latent_dim: int = 128, filters: int = 64,
+def stylegan(image_size: int = GALAXY_SIZE, channels: int = 3, latent_dim: int = 128, filters: int = 64,
              mapping_layers: int = 8, start_size: int = 4, images_per_stage: int = 8000, gp_weight: float = 10.0,
              drift_weight: float = 0.001, seed: int = 0, learning_rate: float = 1e-3) -> StyleGAN:
     """Progressive StyleGAN (4×4 → image size), AdaIN, noise inputs, WGAN-GP + drift."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from core.worlds import GALAXY_SIZE
 from zoo.gan import GAN, centre_margins, growth_plan, widths
 from zoo.registry import register
 
@@ -53,8 +54,8 @@ class WGANGP(GAN):
 
     loss_names = ("d_loss", "g_loss", "gradient_penalty")
 
-    def __init__(self, image_size: int = 64, channels: int = 3, latent_dim: int = 128, filters: int = 32,
-                 n_critic: int = 5, gp_weight: float = 10.0, seed: int = 0, **kwargs):
+    def __init__(self, image_size: int, channels: int, latent_dim: int, filters: int,
+                 n_critic: int, gp_weight: float, seed: int, **kwargs):
         super().__init__(image_size, channels, latent_dim, seed, **kwargs)
         self.filters, self.n_critic, self.gp_weight = filters, n_critic, gp_weight
         self.critic_steps = n_critic
@@ -75,8 +76,8 @@ class WGANGP(GAN):
 
 
 @register("wgan-gp", world="galaxies", capabilities=("generate",))
-def wgan_gp(image_size: int = 64, channels: int = 3, latent_dim: int = 128, filters: int = 32, n_critic: int = 5,
-            gp_weight: float = 10.0, seed: int = 0, learning_rate: float = 1e-4) -> WGANGP:
+def wgan_gp(image_size: int = GALAXY_SIZE, channels: int = 3, latent_dim: int = 128, filters: int = 32,
+            n_critic: int = 5, gp_weight: float = 10.0, seed: int = 0, learning_rate: float = 1e-4) -> WGANGP:
     """Wasserstein GAN with gradient penalty; any size from 8 px (the seed's 30×30 star patches)."""
     model = WGANGP(image_size, channels, latent_dim, filters, n_critic, gp_weight, seed, name="wgan_gp")
     model.compile(generator_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.0, beta_2=0.9),

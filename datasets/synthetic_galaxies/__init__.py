@@ -14,11 +14,10 @@ model has to learn the spatial structure: brightness or mean colour alone barely
 Geometry is expressed in pixels of a 64×64 frame whatever the output size, so a galaxy looks the same
 at 16 or 256 px; sizes below 48 px are rendered at a multiple and averaged down to avoid aliasing.
 Image i of a dataset is rendered with `np.random.default_rng([seed, i])`, so it never depends on how
-the dataset is read. Preview: `python -m datasets.synthetic_galaxies --preview galaxies.png`.
+the dataset is read. Preview: `python -m datasets.synthetic_galaxies --preview galaxies.png` (evaluation/preview.py).
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -28,7 +27,8 @@ import cv2
 import numpy as np
 from scipy import special
 
-from datasets.source import DataError, Source
+from core.errors import DataError
+from datasets.source import Source
 
 CLASS_NAMES = ("Round Smooth", "Edge-on", "Barred Spiral", "Unbarred Spiral", "Merging")
 DEFAULT_N = 5000
@@ -469,47 +469,3 @@ class SyntheticGalaxies(Source):
 def open_source(data_dir: str | None = None, image_size: int = 64, seed: int = 0) -> SyntheticGalaxies:
     """The dataset `datasets.load("synthetic-galaxies")` opens; `data_dir` is ignored (nothing to read)."""
     return SyntheticGalaxies(size=image_size, seed=seed)
-
-
-def save_preview(path: str, size: int = 64, per_class: int = 8, seed: int = 0) -> None:
-    """A PNG grid: the first `per_class` images of each class in the dataset, one row per class, and the Milky Way."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    source = SyntheticGalaxies(size=size, seed=seed)
-    labels = source.labels()
-    rows = len(CLASS_NAMES) + 1
-    figure, axes = plt.subplots(rows, per_class, figsize=(1.3 * per_class, 1.4 * rows), squeeze=False)
-    for label, class_name in enumerate(CLASS_NAMES):
-        for column, index in enumerate(np.flatnonzero(labels == label)[:per_class]):
-            axes[label, column].imshow(source.read(int(index), int(index) + 1)[0][0])
-        axes[label, 0].set_ylabel(class_name, fontsize=9)
-    axes[-1, 0].imshow(milky_way(size))
-    axes[-1, 0].set_ylabel("Milky Way", fontsize=9)
-    for axis in axes.flat:
-        axis.set_xticks([])
-        axis.set_yticks([])
-        if not axis.images:
-            axis.set_axis_off()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m datasets.synthetic_galaxies", description=__doc__.splitlines()[0])
-    parser.add_argument("--preview", required=True, metavar="OUT.png", help="write a grid of examples per class")
-    parser.add_argument("--size", type=int, default=64, help="image size in px (64)")
-    parser.add_argument("--per-class", type=int, default=8, help="images per class (8)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (0)")
-    args = parser.parse_args(argv)
-    try:
-        save_preview(args.preview, size=args.size, per_class=args.per_class, seed=args.seed)
-    except DataError as error:
-        parser.exit(2, f"error: {error}\n")
-    print(f"wrote {args.preview}")
-
-
-if __name__ == "__main__":
-    main()

@@ -6,7 +6,7 @@
   the diagonal of every kernel matrix out, so its values differ slightly from TF-GAN's), and improved precision and
   recall (Kynkäänniemi et al. 2019, k = 3). They are called `domain` metrics where they are used, because the
   features come from a model trained here on the same kind of images (no Inception weights can be downloaded);
-- star counts per field, with the layered model's star detection.
+- star counts per field, with the star extraction of core/stars.py.
 
 Histograms and spectra are computed batch by batch and summed, so 500 fields of 1000×1000 never sit in memory.
 """
@@ -19,12 +19,8 @@ import scipy.fft
 from scipy.spatial.distance import cdist
 from scipy.stats import wasserstein_distance
 
-GREY_LEVELS = 256
-
-
-def grey_levels(images: np.ndarray) -> np.ndarray:
-    """Images in [0, 1] as uint8 grey levels (the 8-bit values they have as PNGs)."""
-    return np.rint(np.clip(np.asarray(images, np.float32), 0, 1) * (GREY_LEVELS - 1)).astype(np.uint8)
+from core.images import GREY_LEVELS, grey_levels
+from core.stars import find_stars
 
 
 def pixel_histogram(images: np.ndarray) -> np.ndarray:
@@ -140,8 +136,6 @@ def precision_recall(real_features: np.ndarray, generated_features: np.ndarray, 
 
 
 def star_counts(images: np.ndarray, threshold: float = 32.0, min_distance: int = 15) -> np.ndarray:
-    """Stars detected in each image (its first channel as grey levels), by zoo.layered.find_stars."""
-    from zoo.layered import find_stars
-
+    """Stars detected in each image (its first channel as grey levels), by core.stars.find_stars."""
     return np.array([len(find_stars(field[..., 0], threshold, min_distance)) for field in grey_levels(images)],
                     np.int64)

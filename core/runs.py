@@ -1,0 +1,75 @@
+"""Run folders: what `train.py` writes and every other command reads, named and parsed in one place.
+
+A run folder (DESIGN.md) holds config.json (every option and default, the package versions), the trained
+model (model.keras, or model/ for a model of parts), history.csv, logs/ (TensorBoard), samples/ and checkpoint/
+(for --resume).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import ModelError
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a run; train.py's flags map one to one onto these fields."""
+
+    model: str
+    dataset: str = "synthetic-galaxies"
+    data_dir: str | None = None
+    classes: str | None = None
+    limit: int | None = None
+    image_size: int | None = None      # None: the tile size, else the model's world's (core.worlds)
+    crop: float | None = None
+    tile: int | None = None
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    batch_size: int = 32
+    learning_rate: float | None = None
+    validation_fraction: float = 0.1
+    augment: bool = True
+    seed: int = 0
+    options: dict = field(default_factory=dict)
+
+
+class RunFolder:
+    """The paths inside one run folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.model = self.root / "model.keras"      # a model that is one Keras model
+        self.parts = self.root / "model"            # the folder of parts of a composite model (zoo/parts.py)
+        self.history = self.root / "history.csv"
+        self.logs = self.root / "logs"
+        self.samples = self.root / "samples"
+        self.checkpoint = self.root / "checkpoint"
+
+    def saved_model(self) -> Path | None:
+        """The trained model's file or folder, None while the run has not finished."""
+        return next((path for path in (self.model, self.parts) if path.exists()), None)
+
+    def read_config(self) -> dict:
+        """config.json as a dict, or a ModelError saying this is no run folder."""
+        try:
+            saved = json.loads(self.config.read_text())
+            if not isinstance(saved, dict) or "model" not in saved:
+                raise ValueError("no model in config.json")
+            return saved
+        except (OSError, ValueError):
+            raise ModelError(f"'{self.root}' is not a run folder (no readable config.json). "
+                             "Pass a folder written by train.py") from None
+
+
+def load_config(run_dir: str | Path) -> TrainConfig:
+    """The TrainConfig a run folder was trained with."""
+    saved = RunFolder(run_dir).read_config()
+    try:
+        return TrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved})
+    except TypeError:
+        raise ModelError(f"'{run_dir}' has a config.json that train.py did not write. "
+                         "Pass a folder written by train.py") from None
