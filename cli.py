@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -55,12 +56,16 @@ def import_tensorflow_quietly() -> None:
 
 
 def run(main) -> None:
-    """Calls main(), turning the project's input errors into one stderr line and exit status 2."""
+    """Calls main(), turning the project's input errors into one stderr line and exit status 2. A file the
+    command cannot create or read (a read-only --out, a file where a folder should be) is a bad input too."""
     import_tensorflow_quietly()
     try:
         main()
     except (DataError, ModelError, UsageError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(f"cannot use{where} ({exc.strerror or exc}). Check the path and that you may write there")
     except KeyboardInterrupt:
         fail("interrupted. Resume a training run with --resume RUN_DIR")
 
@@ -77,6 +82,6 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
     return value

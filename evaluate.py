@@ -74,10 +74,9 @@ def run_benchmark(args) -> None:
     Measure training, inference and generation throughput per model and device, and the tf.data pipeline; write
     benchmark.json, benchmark.md and benchmark.png. With --compare A.json B.json: A's speed-up over B and the
     cost of 1M images on each."""
-    from pathlib import Path
 
     import zoo
-    from core.files import write_json
+    from core.files import writable, write_json
     from evaluation import benchmark
 
     if args.compare:
@@ -85,12 +84,13 @@ def run_benchmark(args) -> None:
                                  args.price_a, args.price_b, args.device_a, args.device_b)
         print(benchmark.compare_table(rows, args.device_a, args.device_b))
         if args.out:
-            print(f"wrote {write_json(Path(args.out) / 'compare.json', rows)}")
+            print(f"wrote {write_json(writable(args.out) / 'compare.json', rows)}")
         return
     if not args.out:
         raise cli.UsageError("no --out given. Pass a folder for the results, e.g. --out reports/benchmark")
     if args.image_size % 8:
         raise cli.UsageError(f"--image-size must be a positive multiple of 8, got {args.image_size}. Use e.g. 64")
+    writable(args.out)
     config = benchmark.BenchmarkConfig(
         models=args.models or tuple(zoo.list_models()), devices=args.devices, modes=args.modes,
         batch_size=args.batch_size, image_size=args.image_size, steps=args.steps, warmup=args.warmup,
@@ -121,9 +121,12 @@ def gallery_overrides(args) -> dict:
 
 
 def default_out(args, command: str) -> str:
+    """--out, else RUN/COMMAND (COMMAND-pixels without a run), checked to be writable before any work."""
     from pathlib import Path
 
-    return args.out or str(Path(args.run) / command if args.run else Path(f"{command}-pixels"))
+    from core.files import writable
+
+    return str(writable(args.out or (Path(args.run) / command if args.run else Path(f"{command}-pixels"))))
 
 
 def add_neighbours(commands) -> None:
@@ -219,6 +222,9 @@ def add_score(commands) -> None:
     parser.add_argument("--features", metavar="RUN",
                         help="a trained run whose encode (else classify) gives the features of FID, KID, "
                              "precision and recall (cnn-scorer for star fields, classifier for galaxies)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="read a scorer run of an older version, whose forest is a pickle (which can run "
+                             "code): only for runs you trust")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the runs and the real dataset's (0)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=16,
                         help="images made and measured at once; the same as generate's gives its images (16)")
@@ -230,11 +236,12 @@ def run_score(args) -> None:
 
     Compare generated image sets with real images; write score.json and score.png. Several --run / --generated
     give one comparison table, best first."""
+    from core.files import writable
     from evaluation.score import format_table, score_sets
 
-    report, _ = score_sets(args.out, runs=args.run, generated=args.generated, real=args.real, data_dir=args.data_dir,
-                        n=args.n, scorer=args.scorer, features=args.features, seed=args.seed,
-                        batch_size=args.batch_size)
+    report, _ = score_sets(writable(args.out), runs=args.run, generated=args.generated, real=args.real,
+                           data_dir=args.data_dir, n=args.n, scorer=args.scorer, features=args.features,
+                           seed=args.seed, batch_size=args.batch_size, trust_pickle=args.trust_pickle)
     print(format_table(report))
     print(f"ranked by {report['ranked_by']}; wrote {args.out}/score.json, {args.out}/score.png")
 
@@ -252,9 +259,10 @@ def run_paper(args) -> None:
 
     Train naive, layered, a short StyleGAN and both scorers on the built-in star fields, score the generated
     fields, and write figure1.png, figure4.png, table1.md and results.json."""
+    from core.files import writable
     from evaluation.paper import PaperConfig, make_paper
 
-    make_paper(args.out, PaperConfig(n=args.n, seed=args.seed), args.runs)
+    make_paper(writable(args.out), PaperConfig(n=args.n, seed=args.seed), writable(args.runs, "--runs"))
 
 
 def build_parser() -> cli.Parser:

@@ -74,14 +74,24 @@ def print_catalogue() -> None:
         print(f"{name:<20}{description}")
 
 
+def settings_given_with_resume(parser: cli.Parser, args) -> list[str]:
+    """The flags given beside --resume other than --epochs: a resumed run keeps its own settings."""
+    return [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+            if name not in ("resume", "epochs") and value != parser.get_default(name)]
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.list:
         return print_catalogue()
     from core.runs import TrainConfig, load_config
     from training import train
 
     if args.resume:
+        if given := settings_given_with_resume(parser, args):
+            raise cli.UsageError(f"--resume continues a run with the settings it was trained with, so "
+                                 f"{', '.join(given)} cannot change. Drop them (only --epochs applies with --resume)")
         config = load_config(args.resume)
         config.epochs = args.epochs or config.epochs
         run_dir, final = train(config, run_dir=args.resume, resume=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,11 +66,23 @@ class RunFolder:
                              "Pass a folder written by train.py") from None
 
 
+def fits(value, annotation) -> bool:
+    """Whether a JSON value fits a field annotated `annotation` (whole numbers pass for floats, true/false only for
+    booleans)."""
+    accepted = typing.get_args(annotation) or (annotation,)
+    if isinstance(value, bool):
+        return bool in accepted
+    return isinstance(value, accepted) or (float in accepted and isinstance(value, int))
+
+
 def load_config(run_dir: str | Path) -> TrainConfig:
-    """The TrainConfig a run folder was trained with."""
+    """The TrainConfig a run folder was trained with; a ModelError when a value is not of its field's type (a
+    config.json edited by hand)."""
     saved = RunFolder(run_dir).read_config()
-    try:
-        return TrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved})
-    except TypeError:
-        raise ModelError(f"'{run_dir}' has a config.json that train.py did not write. "
-                         "Pass a folder written by train.py") from None
+    types = typing.get_type_hints(TrainConfig)
+    values = {f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved}
+    for name, value in values.items():
+        if not fits(value, types[name]):
+            raise ModelError(f"'{run_dir}' has a config.json that train.py did not write ({name} is "
+                             f"{json.dumps(value)}). Pass a folder written by train.py")
+    return TrainConfig(**values)

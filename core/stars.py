@@ -93,8 +93,10 @@ def extract_patches(field: np.ndarray, stars: FoundStars, patch_size: int = 30) 
     half = patch_size // 2
     padded = cv2.copyMakeBorder(field, half, half, half, half, cv2.BORDER_CONSTANT, value=background_level(field))
     rows, columns = np.rint(stars.y).astype(int), np.rint(stars.x).astype(int)
-    return np.stack([padded[r:r + patch_size, c:c + patch_size] for r, c in zip(rows, columns)]
-                    or np.zeros((0, patch_size, patch_size), np.uint8))
+    patches = np.zeros((len(stars), patch_size, patch_size), np.uint8)
+    for patch, row, column in zip(patches, rows, columns):
+        patch[:] = padded[row:row + patch_size, column:column + patch_size]
+    return patches
 
 
 def background_pixels(field: np.ndarray, stars: FoundStars, patch_size: int = 30) -> np.ndarray:

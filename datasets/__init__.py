@@ -23,11 +23,13 @@ SOURCES: dict[str, tuple[str, bool, str]] = {
     "star-fields": ("datasets.star_fields", False, "built-in rendered 1000×1000 star fields (cosmology), unlabeled"),
     "cil": ("datasets.cil", True, "ETH CIL cosmology folder (--data-dir DIR): its real labeled fields"),
 }
+TFDS_PREFIX = "tfds:"       # tfds:NAME[/CONFIG]: the train split of a prepared TFDS dataset in --data-dir
 
 
 def list_datasets() -> dict[str, str]:
     """Dataset names with their one-line descriptions."""
-    return {name: description for name, (_, _, description) in SOURCES.items()}
+    return {**{name: description for name, (_, _, description) in SOURCES.items()},
+            f"{TFDS_PREFIX}NAME": "the train split of a prepared TFDS image dataset (--data-dir: the TFDS folder)"}
 
 
 def load(name: str, *, data_dir: str | None = None, image_size: int = 64, seed: int = 0,
@@ -37,19 +39,14 @@ def load(name: str, *, data_dir: str | None = None, image_size: int = 64, seed: 
     scored=True opens the dataset's scored images instead (`open_scored`: images with a similarity score 0-8
     in `metadata(...)["score"]`, what the scorers learn from); only star-fields and cil have them.
     """
-    if name not in SOURCES:
-        raise DataError(f"unknown dataset '{name}'. Choose one of: {', '.join(SOURCES)}")
-    module_name, needs_dir, _ = SOURCES[name]
-    if needs_dir and not data_dir:
-        raise DataError(f"dataset '{name}' needs --data-dir. Point it at the file or folder to read")
     if limit is not None and limit <= 0:
         raise DataError(f"--limit must be a positive number of images, got {limit}. Leave it out to use all")
-    module = importlib.import_module(module_name)
-    if scored and not hasattr(module, "open_scored"):
-        raise DataError(f"dataset '{name}' has no scored images to learn scores from. "
-                        "Use --dataset star-fields (built-in) or --dataset cil --data-dir DIR")
-    opener = module.open_scored if scored else module.open_source
-    source = opener(data_dir=data_dir, image_size=image_size, seed=seed)
+    if name.startswith(TFDS_PREFIX) and not scored:
+        from datasets.tfds.source import open_tfds
+
+        source = open_tfds(name[len(TFDS_PREFIX):], data_dir)
+    else:
+        source = open_named(name, data_dir, image_size, seed, scored)
     if classes:
         source = select_classes(source, classes)
     if limit is not None and limit < len(source):
@@ -57,6 +54,21 @@ def load(name: str, *, data_dir: str | None = None, image_size: int = 64, seed: 
     if len(source) == 0:
         raise DataError(f"dataset '{name}' has no images. Check --data-dir, --classes and --limit")
     return source
+
+
+def open_named(name: str, data_dir: str | None, image_size: int, seed: int, scored: bool) -> Source:
+    """One of SOURCES, by its module's open_source (open_scored for scored=True)."""
+    if name not in SOURCES:
+        raise DataError(f"unknown dataset '{name}'. Choose one of: {', '.join(SOURCES)}, or {TFDS_PREFIX}NAME")
+    module_name, needs_dir, _ = SOURCES[name]
+    if needs_dir and not data_dir:
+        raise DataError(f"dataset '{name}' needs --data-dir. Point it at the file or folder to read")
+    module = importlib.import_module(module_name)
+    if scored and not hasattr(module, "open_scored"):
+        raise DataError(f"dataset '{name}' has no scored images to learn scores from. "
+                        "Use --dataset star-fields (built-in) or --dataset cil --data-dir DIR")
+    opener = module.open_scored if scored else module.open_source
+    return opener(data_dir=data_dir, image_size=image_size, seed=seed)
 
 
 def select_classes(source: Source, classes: Sequence[str] | str) -> Source:

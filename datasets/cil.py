@@ -22,10 +22,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from core.errors import DataError
+from core.files import read_image
 from core.worlds import FIELD_SIZE, SCORE_RANGE
 from datasets.source import Source
 
@@ -87,9 +87,10 @@ def _check_images_exist(csv_path: Path, folder: Path, ids: np.ndarray) -> None:
 
 def read_field(path: Path, identifier: int) -> np.ndarray:
     """One CIL image as uint8 (1000, 1000); DataError naming the file and id when it is not one."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"image {path} (id {identifier}) cannot be decoded. Replace or remove it")
+    try:
+        image = read_image(path)
+    except DataError:
+        raise DataError(f"image {path} (id {identifier}) cannot be decoded. Replace or remove it") from None
     if image.ndim != 2 or image.dtype != np.uint8 or image.shape != FIELD_SHAPE:
         described = f"{image.shape[1]}×{image.shape[0]} {image.dtype}" + (
             f" with {image.shape[2]} channels" if image.ndim == 3 else " grayscale")
@@ -144,6 +145,9 @@ class CILSource(Source):
             for row, image in enumerate(pool.map(lambda i: read_field(self.folder / f"{i}.png", int(i)), ids)):
                 images[row, ..., 0] = image
         return images, self._labels[max(0, start):max(0, start) + len(ids)].copy()
+
+    def describe(self, row: int) -> str:
+        return f"image {self.folder / f'{self.ids[row]}.png'}"
 
     def metadata(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """The file id of each image and, for the scored subset, its score."""

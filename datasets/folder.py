@@ -1,8 +1,8 @@
 """Any folder of PNG/JPEG images, so users can train on or query their own cut-outs without converting them.
 
 Layout decides labels: a folder of class sub-folders (`spiral/a.png`, `elliptical/b.jpg`) is labeled by
-sub-folder name; a folder of loose images is unlabeled. Images are decoded with OpenCV at read time (the
-listing alone is checked up front), come back as RGB uint8 whatever the file (grayscale, alpha, 16-bit),
+sub-folder name; a folder of loose images is unlabeled. Images are decoded at read time (core.files.read_image;
+the listing alone is checked up front), come back as RGB uint8 whatever the file (grayscale, alpha, 16-bit),
 and keep their own size: the pipeline resizes them.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from core.errors import DataError
+from core.files import read_image
 from datasets.source import Source
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -26,17 +27,18 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def decode_image(path: Path, channels: int = 3) -> np.ndarray:
-    """The file at `path` as uint8 (H, W, channels): RGB for 3, grayscale (H, W, 1) for 1; DataError naming the
-    file when it cannot be decoded."""
-    try:
-        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8),
-                             cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
-    except (OSError, cv2.error) as error:
-        raise DataError(f"image {path} cannot be read ({' '.join(str(error).split())}). "
-                        "Replace or remove the file") from error
-    if image is None:
-        raise DataError(f"image {path} cannot be decoded (corrupt or not really PNG/JPEG). Replace or remove the file")
-    return image[..., None] if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """The file at `path` as uint8 (H, W, channels): RGB for 3, grayscale (H, W, 1) for 1 (ITU-R 601 luma, as
+    OpenCV); 16-bit files keep their high byte, alpha is dropped. DataError naming the file when it cannot be
+    decoded."""
+    image = read_image(path)
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0, 65535).astype(np.uint16) >> 8).astype(np.uint8)
+    if image.ndim == 3:
+        image = image[..., 0] if image.shape[-1] == 2 else image[..., :3]     # LA → L; RGBA → RGB
+    if channels == 1:
+        gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        return gray[..., None]
+    return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
 
 
 class ImageFolder(Source):
@@ -82,6 +84,9 @@ class ImageFolder(Source):
 
     def labels(self) -> np.ndarray:
         return self._labels
+
+    def describe(self, row: int) -> str:
+        return f"image {self.paths[row]}"
 
     def metadata(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """The file path of each image, relative to the root folder."""

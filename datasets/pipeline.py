@@ -74,24 +74,51 @@ def stitch_tiles(tiles: np.ndarray, height: int, width: int) -> np.ndarray:
     return (canvas / weight).astype(tiles.dtype)
 
 
-def _blocks(source: Source, chunk_size: int):
-    """Generator of (images (k, H, W, C) uint8, labels (k,)) blocks; images of unequal size come one per block."""
+def read_rows(source: Source, start: int, stop: int):
+    """source.read(start, stop), with any failure of the source (an unreadable HDF5 chunk, a file gone) turned
+    into a DataError that names the first row that cannot be read and where it comes from."""
+    try:
+        return source.read(start, stop)
+    except DataError:
+        raise
+    except Exception as error:      # noqa: BLE001 - any source's failure, reported in one line
+        row, cause = first_failure(source, start, stop) or (start, error)
+        reason = " ".join(str(cause).split()) or type(cause).__name__
+        raise DataError(f"{source.describe(row)} cannot be read ({reason}). Replace the file, "
+                        "or leave the row out with --limit or --classes") from None
+
+
+def first_failure(source: Source, start: int, stop: int) -> tuple[int, Exception] | None:
+    """The first row of start..stop-1 that the source cannot read alone, and its error."""
+    for row in range(start, stop):
+        try:
+            source.read(row, row + 1)
+        except Exception as error:      # noqa: BLE001
+            return row, error
+    return None
+
+
+def _blocks(source: Source, chunk_size: int, tile: int | None):
+    """Generator of (images (k, H, W, C) uint8, labels (k,)) blocks; images of unequal size come one per block.
+    Runs inside tf.data, so every problem with an image is raised here as a DataError naming it."""
     for start in range(0, len(source), chunk_size):
-        images, labels = source.read(start, min(start + chunk_size, len(source)))
+        images, labels = read_rows(source, start, min(start + chunk_size, len(source)))
         labels = np.asarray(labels, np.int64)
-        if isinstance(images, np.ndarray):
-            yield _with_channels(images, source.channels), labels
-        else:
-            for image, label in zip(images, labels):
-                yield _with_channels(np.asarray(image)[None], source.channels), label[None]
+        blocks = ([(images, labels)] if isinstance(images, np.ndarray)
+                  else [(np.asarray(image)[None], label[None]) for image, label in zip(images, labels)])
+        for row, (block, block_labels) in enumerate(blocks, start):
+            if tile is not None and min(block.shape[1:3]) < tile:
+                raise DataError(f"{source.describe(row)} is {block.shape[2]}×{block.shape[1]} px, smaller than "
+                                f"--tile {tile}. Use --tile {min(block.shape[1:3])} or less")
+            yield _with_channels(block, source.channels, source.describe(row)), block_labels
 
 
-def _with_channels(images: np.ndarray, channels: int) -> np.ndarray:
+def _with_channels(images: np.ndarray, channels: int, where: str) -> np.ndarray:
     if images.ndim == 3:
         images = images[..., None]
     if images.dtype != np.uint8 or images.shape[-1] != channels:
-        raise DataError(f"source gave {images.dtype} images with {images.shape[-1]} channels, expected uint8 "
-                        f"with {channels}. Convert the data to {channels}-channel uint8 images")
+        raise DataError(f"{where} is {images.dtype} with {images.shape[-1]} channels, expected uint8 with "
+                        f"{channels}. Convert the data to {channels}-channel uint8 images")
     return images
 
 
@@ -124,7 +151,7 @@ def make_dataset(source: Source, *, image_size: int = 64, crop: float | None = N
         raise DataError(f"the {split or 'whole'} split of '{source.name}' is empty. Use more images")
     channels = source.channels
     dataset = tf.data.Dataset.from_generator(
-        lambda: _blocks(rows, chunk_size),
+        lambda: _blocks(rows, chunk_size, tile),
         output_signature=(tf.TensorSpec((None, None, None, channels), tf.uint8), tf.TensorSpec((None,), tf.int64)),
     ).unbatch().apply(tf.data.experimental.assert_cardinality(len(rows)))
     if crop is not None and crop < 1:

@@ -37,6 +37,10 @@ class Source:
         """Per-image columns such as ra, dec, redshift for the given indices; empty when none."""
         return {}
 
+    def describe(self, row: int) -> str:
+        """Where row `row` comes from, for error messages: the file when the source has one per row or in all."""
+        return f"row {row} of dataset '{self.name}'"
+
     @property
     def labeled(self) -> bool:
         return bool(self.class_names)
@@ -89,6 +93,9 @@ class Subset(Source):
 
     def metadata(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         return self.base.metadata(self.indices[np.asarray(indices)])
+
+    def describe(self, row: int) -> str:
+        return self.base.describe(int(self.indices[row]))
 
 
 class ArraySource(Source):

@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -187,13 +188,17 @@ class Gallery:
 
     @classmethod
     def load(cls, path: str | Path) -> Gallery:
+        """A gallery saved by `save`; a DataError for any other file (truncated, a plain .npy, bad metadata)."""
         try:
             with np.load(path, allow_pickle=False) as saved:
-                return cls(saved["embeddings"], saved["labels"], json.loads(str(saved["info"])),
-                           faiss.deserialize_index(saved["index"]))
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
-            raise DataError(f"index file {path} cannot be read ({type(error).__name__}). "
-                            "Delete it to rebuild it, or pass another --index") from None
+                info = json.loads(str(saved["info"]))
+                gallery = cls(saved["embeddings"], saved["labels"], info, faiss.deserialize_index(saved["index"]))
+            if not isinstance(info, dict) or gallery.embeddings.ndim != 2 or gallery.index.ntotal != len(gallery):
+                raise ValueError("its metadata does not describe its vectors")
+            return gallery
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError, zipfile.BadZipFile) as error:
+            raise DataError(f"index file {path} is not an index written by evaluate.py neighbours "
+                            f"({type(error).__name__}). Delete it to rebuild it, or pass another --index") from None
 
 
 def gallery_info(spec: GallerySpec, embedding: str, run_dir: str | Path | None) -> dict:

@@ -124,13 +124,14 @@ def image_paths(folder: str | Path) -> list[Path]:
 
 
 def folder_set(folder: str, n: int, batch_size: int, size: int, channels: int) -> ImageSet:
-    """The first n PNGs of a folder (all of them when fewer), at size×size with the real images' channels."""
+    """The first n PNGs of a folder (all of them when fewer), each resized to size×size (the folder may mix sizes),
+    with the real images' channels."""
     paths = image_paths(folder)[:n]
 
     def batches():
         for start in range(0, len(paths), batch_size):
-            images = np.stack([decode_image(path, channels) for path in paths[start:start + batch_size]])
-            yield resize_batch(images.astype(np.float32) / 255, size)
+            yield np.concatenate([resize_batch(decode_image(path, channels)[None].astype(np.float32) / 255, size)
+                                  for path in paths[start:start + batch_size]])
 
     return ImageSet(Path(folder).name, str(folder), len(paths), batches)
 
@@ -166,8 +167,8 @@ class FeatureExtractor:
         return np.asarray(self.method(resize_batch(images, self.size)), np.float64).reshape(len(images), -1)
 
 
-def scorer_of(run_dir: str):
-    scorer = zoo.load(run_dir)
+def scorer_of(run_dir: str, trust_pickle: bool = False):
+    scorer = zoo.load(run_dir, trust_pickle=trust_pickle)
     if "score" not in zoo.get_entry(scorer.zoo_name).capabilities:
         raise ModelError(f"--scorer run '{run_dir}' is a {scorer.zoo_name}, which does not score images. "
                          f"Pass a run of {'/'.join(zoo.list_models('score'))}")
@@ -275,9 +276,9 @@ def unique_names(image_sets: list[ImageSet]) -> None:
 
 def evaluate_sets(runs: list[str] = (), generated: list[str] = (), real: str = "star-fields",
                   data_dir: str | None = None, n: int = 500, scorer: str | None = None, features: str | None = None,
-                  seed: int = 0, batch_size: int = 16) -> tuple[dict, list[Summary]]:
+                  seed: int = 0, batch_size: int = 16, trust_pickle: bool = False) -> tuple[dict, list[Summary]]:
     """The report (REPORT_KEYS) and the summaries (real first) of every set against the real images; every input
-    is checked before any image is made."""
+    is checked before any image is made. trust_pickle: read a scorer run of an older version, saved as a pickle."""
     if not runs and not generated:
         raise DataError("nothing to score. Pass --run RUN (a generative run) or --generated DIR (PNGs), or several")
     if n < MIN_IMAGES or batch_size < 1:
@@ -297,7 +298,7 @@ def evaluate_sets(runs: list[str] = (), generated: list[str] = (), real: str = "
     image_sets = [run_set(run, n, seed, batch_size, size, real_side) for run in runs]
     image_sets += [folder_set(folder, n, batch_size, size, probe.channels) for folder in generated]
     unique_names(image_sets)
-    scoring_model = scorer_of(scorer) if scorer else None
+    scoring_model = scorer_of(scorer, trust_pickle) if scorer else None
     extractor = FeatureExtractor(features) if features else None
     reference = summarise(real_set(real, data_dir, n, seed, size, crop, batch_size), scoring_model, extractor,
                           star_fields)

@@ -16,10 +16,13 @@ def galaxies():
 
 def test_default_loss_learns_dark_galaxy_images_instead_of_collapsing_to_black(galaxies):
     model = zoo.create("autoencoder", image_size=16)
-    model.fit(galaxies, galaxies, batch_size=32, epochs=6, verbose=0)
+    model.fit(galaxies, galaxies, batch_size=32, epochs=10, verbose=0)
     reconstructions = model.reconstruct(galaxies)
     black_error = np.mean(galaxies ** 2)                 # what an all-black output scores
-    assert np.mean((reconstructions - galaxies) ** 2) < 0.6 * black_error
+    flat_error = np.var(galaxies)                        # the best single grey level: 0.6 of black_error
+    assert flat_error > 0.55 * black_error
+    # 10 epochs reach 0.31-0.34 of black_error for seeds 0-4 (6 epochs: 0.41-0.54, too close to a flat grey)
+    assert np.mean((reconstructions - galaxies) ** 2) < 0.45 * black_error
     assert reconstructions.mean() > 0.5 * galaxies.mean()
 
 

@@ -66,7 +66,8 @@ def test_retrieval_prints_and_writes_precision_for_scores_and_pixels(runs, tmp_p
     results = json.loads((tmp_path / "retrieval.json").read_text())
     assert results["k"] == 3 and results["n_queries"] == 4 and results["n_gallery"] == 36
     for name in ("scores", "pixels"):
-        assert 0 <= results[name]["precision_at_k"] <= 1
+        hits = results[name]["precision_at_k"] * 3 * 4      # the share of the 3 × 4 neighbours of the right class
+        assert hits == pytest.approx(round(hits), abs=1e-9)
         assert f"{results[name]['precision_at_k']:.3f}" in printed.split(name, 1)[1].splitlines()[0]
     assert (tmp_path / "retrieval.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -26,6 +26,15 @@ def star_patches(n, size=30, seed=0):
     return np.clip(sky + stars, 0, 1)[..., None].astype(np.float32)
 
 
+def assert_tanh_output_mapped_to_unit(model, images, seed):
+    """generate's images are (tanh output + 1) / 2 of the seed's latent vectors: in [0, 1] without the clip that
+    generate ends with (a clip would hide a generator leaving [-1, 1])."""
+    latents = np.random.default_rng(seed).standard_normal((len(images), model.latent_dim)).astype(np.float32)
+    unclipped = (keras.ops.convert_to_numpy(model.generator(latents)) + 1) / 2
+    np.testing.assert_allclose(images, unclipped, atol=1e-6)
+    assert 0 < unclipped.min() and unclipped.max() < 1
+
+
 @pytest.mark.parametrize("size, plan", [(8, (4, 1)), (16, (4, 2)), (28, (7, 2)), (30, (8, 2)), (64, (4, 4)),
                                         (100, (7, 4))])
 def test_generators_start_at_4_to_8_px_and_double(size, plan):
@@ -38,7 +47,7 @@ def test_any_size_from_8_px_gives_images_of_that_size(name, size, channels):
     model = zoo.create(name, image_size=size, channels=channels, **TINY)
     images = model.generate(3, seed=0)
     assert images.shape == (3, size, size, channels) and images.dtype == np.float32
-    assert images.min() >= 0 and images.max() <= 1
+    assert_tanh_output_mapped_to_unit(model, images, seed=0)
     assert model.discriminator.input_shape == (None, size, size, channels)
     assert model.discriminator.output_shape == (None, 1)
 
@@ -71,7 +80,7 @@ def test_tf_wgan_gp_on_30px_star_patches_and_round_trip(tmp_path):
 
     images = model.generate(5, seed=1)
     assert images.shape == (5, 30, 30, 1) and images.dtype == np.float32
-    assert images.min() >= 0 and images.max() <= 1
+    assert_tanh_output_mapped_to_unit(model, images, seed=1)
     model.save(tmp_path / "wgan.keras")
     loaded = keras.saving.load_model(tmp_path / "wgan.keras")
     np.testing.assert_array_equal(loaded.generate(5, seed=1), images)

@@ -124,7 +124,7 @@ def test_bad_options_are_clear_errors(striped_source):
         make_dataset(striped_source, crop=1.5)
     with pytest.raises(DataError, match="image size and batch size must be positive"):
         make_dataset(striped_source, batch_size=0)
-    with pytest.raises(DataError, match="source gave float32 images with 3 channels, expected uint8 with 3"):
+    with pytest.raises(DataError, match="is float32 with 3 channels, expected uint8 with 3"):
         to_numpy(make_dataset(ArraySource(np.zeros((2, 4, 4, 3), np.float32)), image_size=4))
 
 

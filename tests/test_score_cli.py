@@ -11,6 +11,7 @@ import pytest
 
 import evaluate
 import zoo
+from core import metrics
 from core.errors import DataError
 from core.files import write_png
 from core.runs import TrainConfig
@@ -63,10 +64,24 @@ def test_score_writes_the_documented_keys_and_ranks_the_sets(runs, tmp_path, cap
     assert black["source_count"]["mean"] == 0.0
     stars = [len(StarFields(6, seed=0).field(i)[1]) for i in range(6)]
     assert report["real"]["source_count"]["mean"] == pytest.approx(np.mean(stars))
-    assert naive["histogram_w1"] > 0 and black["histogram_w1"] > 0
-    for found in (naive, black):
-        assert found["fid_domain"] >= 0 and set(found["kid_domain"]) == {"mean", "std", "subsets", "subset_size"}
-        assert 0 <= found["precision"] <= 1 and 0 <= found["recall"] <= 1
+    real_fields = StarFields(6, seed=0).read(0, 6)[0].astype(np.float32) / 255
+    # W1 between an all-black set and the real pixels is the real mean grey level (on the [0, 1] scale)
+    assert black["histogram_w1"] == pytest.approx(float(np.mean(np.round(real_fields * 255))) / 255, rel=1e-6)
+    assert naive["histogram_w1"] > 0
+
+    # the domain metrics are on the --features run's encode of the real fields and of each set
+    features = zoo.load(runs["cnn"])
+    real_features = features.encode(real_fields).astype(np.float64)
+    black_features = features.encode(np.zeros((6, 1000, 1000, 1), np.float32)).astype(np.float64)
+    # six identical black images: no spread, so FID is the squared mean shift plus the real features' spread
+    expected_fid = (np.sum((black_features.mean(axis=0) - real_features.mean(axis=0)) ** 2)
+                    + np.trace(np.cov(real_features, rowvar=False)))
+    assert black["fid_domain"] == pytest.approx(expected_fid, rel=1e-4, abs=1e-9)
+    for found, images in ((naive, generated), (black, np.zeros((6, 1000, 1000, 1), np.float32))):
+        expected = metrics.precision_recall(real_features, features.encode(images).astype(np.float64))
+        assert (found["precision"], found["recall"]) == pytest.approx((expected["precision"], expected["recall"]))
+        assert found["kid_domain"]["subsets"] == 50 and found["kid_domain"]["subset_size"] == 6
+        assert set(found["kid_domain"]) == {"mean", "std", "subsets", "subset_size"}
     assert (out / "score.png").read_bytes()[:4] == b"\x89PNG"
 
     lines = capsys.readouterr().out.splitlines()

@@ -14,7 +14,16 @@ import cli
 import datasets
 import zoo
 from core.errors import DataError
-from datasets.star_fields import Distortion, StarFields, Stars, draw_stars, render_field, star_density, write_cil
+from datasets.star_fields import (
+    Distortion,
+    ScoredStarFields,
+    StarFields,
+    Stars,
+    draw_stars,
+    render_field,
+    star_density,
+    write_cil,
+)
 from datasets.star_fields.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +110,7 @@ def test_write_cil_writes_the_whole_layout_deterministically(tmp_path):
     with open(folder / "scored.csv") as handle:
         scored = list(csv.DictReader(handle))
     assert [float(row["Actual"]) for row in labeled].count(1.0) == 2 and len(labeled) == 4
-    assert all(0 <= float(row["Actual"]) <= 8 for row in scored) and len(scored) == 3
+    assert [float(row["Actual"]) for row in scored] == pytest.approx(ScoredStarFields(3, seed=1).scores, rel=1e-5)
     assert len(list((folder / "query").glob("*.png"))) == 2
     for row in labeled:
         image = cv2.imread(str(folder / "labeled" / f"{row['Id']}.png"), cv2.IMREAD_UNCHANGED)

@@ -36,7 +36,13 @@ def test_each_level_doubles_the_native_resolution_and_generate_returns_the_full_
     assert shapes == [(3, 4, 4, 3), (3, 8, 8, 3), (3, 16, 16, 3)]
     assert model.resolution == 4
     images = model.generate(3, seed=0)
-    assert images.shape == (3, 16, 16, 3) and images.min() >= 0 and images.max() <= 1
+    assert images.shape == (3, 16, 16, 3) and images.dtype == np.float32
+    # the generator's linear output at 4×4, upsampled, mapped from [-1, 1] and clamped to [0, 1]: untrained, half
+    # its pixels lie outside
+    native = model.generator(latents, level=0, alpha=1.0, noise_seed=keras.random.SeedGenerator(0))
+    unclamped = (keras.ops.convert_to_numpy(upsample(native, 4)) + 1) / 2
+    assert unclamped.min() < 0 and unclamped.max() > 1
+    np.testing.assert_array_equal(images, np.clip(unclamped, 0, 1))
     # at 4×4 every generated pixel is a 4×4 block
     np.testing.assert_array_equal(images, upsample(images[:, ::4, ::4], 4))
     np.testing.assert_array_equal(model.generate(3, seed=0), images)

@@ -1,8 +1,5 @@
-"""The built-in synthetic galaxies: deterministic, balanced, any size 16-256, and not separable by brightness."""
-import subprocess
-import sys
-from pathlib import Path
-
+"""The built-in synthetic galaxies: deterministic, balanced, any size 16-256, and not separable by brightness
+(the preview command: tests/test_preview.py)."""
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -11,8 +8,6 @@ from sklearn.model_selection import cross_val_score
 import datasets
 from core.errors import DataError
 from datasets.synthetic_galaxies import CLASS_NAMES, SyntheticGalaxies, milky_way, render
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_images_are_uint8_rgb_of_the_asked_size():
@@ -63,11 +58,3 @@ def test_milky_way_is_a_fixed_face_on_barred_spiral():
     centre = image[24:40, 24:40].astype(float).mean()
     assert centre > 2 * image.astype(float).mean()                   # a bright bulge and bar in the middle
     assert milky_way(128).shape == (128, 128, 3)
-
-
-def test_preview_command_writes_a_png(tmp_path):
-    out = tmp_path / "preview.png"
-    result = subprocess.run([sys.executable, "-m", "datasets.synthetic_galaxies", "--preview", str(out),
-                             "--size", "32", "--per-class", "2"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {out}" in result.stdout

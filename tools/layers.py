@@ -1,7 +1,7 @@
 """The layering rule, checked: imports run one way, core → datasets → zoo → training → evaluation → CLIs.
 
 `python tools/layers.py` reads every source file (tests and tools aside), finds every import of a project module
-(at the top of a file, inside a function, or through importlib.import_module with a literal name) and exits 1
+(at the top of a file, inside a function, or through import_module with a literal name) and exits 1
 when a module imports a higher layer; `--list` prints every such import with its layers. A package's
 `__main__.py` is a command line entry point and so belongs to the CLI layer wherever it lives.
 """
@@ -55,9 +55,9 @@ def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.lineno, node.module))
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-              and node.func.attr == "import_module" and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)):
+        elif (isinstance(node, ast.Call) and "import_module" in (getattr(node.func, "attr", None),
+                                                                   getattr(node.func, "id", None))
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
             found.append((node.lineno, node.args[0].value))
     return sorted(found)
 

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from core.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
+from core.errors import ModelError
 from core.files import save_figure, write_png
 from core.images import image_grid
 
@@ -23,6 +24,21 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["seconds"] = time.perf_counter() - self.started
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training with a ModelError when a loss or metric of an epoch is NaN or infinite (Keras'
+    TerminateOnNaN, but saying what to change). Placed before BackupAndRestore, so the diverged weights are never
+    checkpointed."""
+
+    def __init__(self, hint: str):
+        super().__init__()
+        self.hint = hint
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name, value in (logs or {}).items():
+            if not np.all(np.isfinite(value)):
+                raise ModelError(f"training diverged: {name} became {float(value)} in epoch {epoch + 1}. {self.hint}")
 
 
 class SampleWriter(keras.callbacks.Callback):

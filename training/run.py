@@ -16,28 +16,32 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import os
 import platform
-import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 
 import datasets
 import zoo
 from core.errors import DataError, ModelError
-from core.files import write_atomic, write_json, write_png
+from core.files import make_folder, process_runs, remove, writable, write_atomic, write_json, write_png
 from core.runs import RunFolder, TrainConfig
 from core.worlds import WORLD_IMAGE_SIZES
-from datasets.pipeline import make_dataset, split_indices, stitch_tiles, tile_offsets, to_numpy
+from datasets.pipeline import data_errors, make_dataset, split_indices, stitch_tiles, tile_offsets, to_numpy
 from datasets.source import Subset
-from training.callbacks import CollapseMonitor, EpochTimer, SampleWriter
+from training.callbacks import CollapseMonitor, EpochTimer, SampleWriter, StopOnNonFinite
 from zoo.parts import CompositeModel
+from zoo.registry import MAX_SEED
 
 MAX_SAMPLE_IMAGES = 2000
+LOCK_FILE = ".training.lock"
 
 
 def versions() -> dict[str, str]:
@@ -67,6 +71,8 @@ def model_options(config: TrainConfig, source: datasets.Source) -> dict:
 
 def check(config: TrainConfig) -> None:
     """The run's own options; each model checks the image sizes it supports when it is built."""
+    if not 0 <= config.seed <= MAX_SEED:
+        raise DataError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {config.seed}. Use e.g. --seed 0")
     if config.epochs <= 0:
         raise DataError(f"--epochs must be at least 1, got {config.epochs}. Use e.g. --epochs 10")
     if not 0 < config.validation_fraction < 1:
@@ -95,6 +101,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
     if config.image_size is None:
         config.image_size = config.tile or WORLD_IMAGE_SIZES[zoo.get_entry(config.model).world]
     check(config)
+    run_dir = writable(Path(run_dir) if run_dir is not None else new_run_dir(config.model))
     keras.utils.set_random_seed(config.seed)
     source = datasets.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
                            seed=config.seed, classes=config.classes, limit=config.limit,
@@ -113,39 +120,107 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
         raise ModelError(f"model '{config.model}' trains on whole images in one go, so --resume, --tile and --crop "
                          "do not apply to it. Train it again without them")
 
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config.model)
     folder = RunFolder(run_dir)
-    if resume and not folder.config.is_file():
-        raise ModelError(f"'{run_dir}' is not a run folder (no config.json). Pass a folder written by train.py")
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise ModelError(f"run folder '{run_dir}' already exists and is not empty. "
-                         "Choose another --out or continue it with --resume")
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        _write_config(config, source, options, capabilities, folder)
-        if composite:
-            final = _fit_parts(config, source, model, folder, verbose)
+    if resume:
+        saved = folder.read_config()
+        check_checkpoint(folder)
+    with claimed(folder, resume):
+        if resume:
+            write_json(folder.config, resumed_config(saved, config))
         else:
-            final = _fit(config, source, model, capabilities, train_data, validation_data, folder, verbose)
-        return run_dir, final
+            write_json(folder.config, {
+                **dataclasses.asdict(config), "model_options": options, "world": zoo.get_entry(config.model).world,
+                "capabilities": list(capabilities), "class_names": list(source.class_names),
+                "n_images": len(source), "command": sys.argv, "versions": versions(),
+            })
+        if composite:
+            return run_dir, _fit_parts(config, source, model, folder, verbose)
+        return run_dir, _fit(config, source, model, options, capabilities, train_data, validation_data, folder,
+                             verbose)
+
+
+@contextmanager
+def claimed(folder: RunFolder, resume: bool):
+    """Holds the run folder for this process while it trains.
+
+    The folder is created (or an existing empty one taken) and a lock file made in it exclusively, so a second
+    train.py into the same --out stops at once instead of racing this one. When training fails, what it wrote
+    goes: the whole folder of a new run (or its contents, when --out was an existing empty folder) unless a
+    checkpoint was saved for --resume; a resumed run keeps everything.
+    """
+    existed = folder.root.exists()
+    make_folder(folder.root)
+    lock = folder.root / LOCK_FILE
+    take_lock(lock)
+    try:
+        if not resume and any(entry.name != LOCK_FILE for entry in folder.root.iterdir()):
+            raise ModelError(f"run folder '{folder.root}' already exists and is not empty. "
+                             "Choose another --out or continue it with --resume")
+        yield
     except BaseException:
-        if created and not folder.checkpoint.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if not resume and not folder.checkpoint.exists():
+            for entry in folder.root.iterdir():
+                if entry.name != LOCK_FILE:
+                    remove(entry)
         raise
+    finally:
+        lock.unlink(missing_ok=True)
+        if not existed and not any(folder.root.iterdir()):
+            folder.root.rmdir()
 
 
-def _write_config(config, source, options, capabilities, folder: RunFolder) -> None:
-    write_json(folder.config, {
-        **dataclasses.asdict(config), "model_options": options, "world": zoo.get_entry(config.model).world,
-        "capabilities": list(capabilities), "class_names": list(source.class_names),
-        "n_images": len(source), "command": sys.argv, "versions": versions(),
-    })
+def take_lock(lock: Path) -> None:
+    """Creates `lock` exclusively with this process id in it; a lock left by a process that no longer runs (a
+    killed training) is taken over, one held by a running process stops this one."""
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = lock.read_text().strip()
+            if holder.isdigit() and process_runs(int(holder)):
+                raise ModelError(f"run folder '{lock.parent}' is being written by another train.py (process "
+                                 f"{holder}). Choose another --out or wait for it to finish") from None
+            lock.unlink(missing_ok=True)
+            continue
+        os.write(descriptor, str(os.getpid()).encode())
+        os.close(descriptor)
+        return
+    raise ModelError(f"could not take the lock {lock}. Choose another --out")
 
 
-def _fit(config, source, model, capabilities, train_data, validation_data, folder: RunFolder, verbose) -> dict:
+def check_checkpoint(folder: RunFolder) -> None:
+    """Reads every file of the run's checkpoint/ (Keras BackupAndRestore: weights in HDF5, the epoch in JSON), so
+    a damaged checkpoint stops a --resume before anything in the run changes."""
+    files = sorted(folder.checkpoint.glob("*")) if folder.checkpoint.is_dir() else []
+    if not files:
+        raise ModelError(f"'{folder.root}' has no checkpoint/ to resume from. Train it again with a new --out")
+    try:
+        for path in files:
+            if path.suffix == ".h5":
+                with h5py.File(path, "r") as weights:
+                    weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelError(f"the checkpoint in '{folder.checkpoint}' is damaged ({' '.join(str(error).split())}). "
+                         "Train the run again with a new --out") from None
+
+
+def resumed_config(saved: dict, config: TrainConfig) -> dict:
+    """config.json of a resumed run: what it was trained with, the new number of epochs, and every resume's
+    command line kept in `resumed` (the first command stays in `command`)."""
+    resumes = [*saved.get("resumed", []), {"command": sys.argv, "epochs": config.epochs,
+                                           "started": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+    return {**saved, "epochs": config.epochs, "resumed": resumes}
+
+
+def _fit(config, source, model, options, capabilities, train_data, validation_data, folder: RunFolder,
+         verbose) -> dict:
     validation_images, validation_labels = to_numpy(validation_data.take(-(-MAX_SAMPLE_IMAGES // config.batch_size)))
+    learning_rate = options.get("learning_rate")
     callbacks = [
+        StopOnNonFinite(f"Lower --learning-rate (it was {learning_rate:g})" if learning_rate
+                        else "Check the data and the options"),
         keras.callbacks.BackupAndRestore(str(folder.checkpoint), delete_checkpoint=False),
         EpochTimer(),
         SampleWriter(folder.samples, capabilities, validation_images, validation_labels, source.class_names,
@@ -154,9 +229,10 @@ def _fit(config, source, model, capabilities, train_data, validation_data, folde
         keras.callbacks.CSVLogger(str(folder.history), append=True),
         keras.callbacks.TensorBoard(str(folder.logs)),
     ]
-    history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
-                        steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose,
-                        shuffle=False)  # make_dataset already shuffles
+    with data_errors():
+        history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
+                            steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose,
+                            shuffle=False)  # make_dataset already shuffles
     if config.tile and "generate" in capabilities:
         write_png(folder.samples / "stitched.png", stitched_image(model, source, config))
     write_atomic(folder.model, model.save)

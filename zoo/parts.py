@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ class CompositeModel:
 
     name: str = ""
     train_dataset: str = "star-fields"      # the built-in dataset the "not trained yet" error suggests
+    trust_pickle: bool = False              # set by `load`: whether parts pickled by older versions may be read
     options: dict
 
     @property
@@ -87,13 +89,16 @@ class CompositeModel:
         self.save_parts(folder)
 
     @classmethod
-    def load(cls, folder: str | Path):
-        """The model saved in `folder`, or a ModelError when a part is missing or unreadable."""
+    def load(cls, folder: str | Path, trust_pickle: bool = False):
+        """The model saved in `folder`, or a ModelError when a part is missing, unreadable or refused."""
         folder = Path(folder)
         try:
             model = cls(**json.loads((folder / PARTS_FILE).read_text())["options"])
+            model.trust_pickle = trust_pickle
             model.load_parts(folder)
-        except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
+        except ModelError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
             raise ModelError(f"{folder} is not a complete {cls.name} model ({error}). Train it again") from None
         return model
 

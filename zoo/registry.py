@@ -7,6 +7,8 @@ it can do instead of checking its name.
 from __future__ import annotations
 
 import inspect
+import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,73 @@ from core.runs import RunFolder
 from core.worlds import WORLDS
 
 CAPABILITIES = ("classify", "encode", "decode", "reconstruct", "generate", "score")
+MAX_SEED = 2 ** 32 - 1      # NumPy and Keras seeds
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric builder option accepts: low to high, each bound included unless `*_open`."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        return (math.isfinite(value)
+                and (self.low is None or value > self.low or (value == self.low and not self.low_open))
+                and (self.high is None or value < self.high or (value == self.high and not self.high_open)))
+
+    def __str__(self) -> str:
+        low = "" if self.low is None else f"{'above' if self.low_open else 'at least'} {self.low:,}"
+        high = "" if self.high is None else f"{'below' if self.high_open else 'at most'} {self.high:,}"
+        return " and ".join(part for part in (low, high) if part) or "finite"
+
+
+# Options are named alike across models, so their ranges are declared once, by name. Any other whole-number
+# option is a size or count (at least 1), any other number a rate or scale (above 0).
+OPTION_RANGES = {
+    "seed": Range(0, MAX_SEED),
+    "dropout": Range(0, 1, high_open=True),
+    "max_features": Range(0, 1, low_open=True),
+    "threshold": Range(0, 255, low_open=True),
+    "beta": Range(0),
+    "gp_weight": Range(0),
+    "drift_weight": Range(0),
+}
+WHOLE_NUMBERS, NUMBERS = Range(1), Range(0, low_open=True)
+
+
+def checked_option(model: str, name: str, value, default):
+    """`value` for builder option `name`, of the default's type and in the option's range; a ModelError saying
+    what is accepted otherwise."""
+    def refuse(accepted: str):
+        example = json.dumps(list(default)) if isinstance(default, tuple) else str(default).lower()
+        return ModelError(f"option {name}={json.dumps(value)} of model '{model}' must be {accepted}. "
+                          f"Use e.g. --option {name}={example}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise refuse("true or false")
+        return value
+    if isinstance(default, (int, float)):
+        whole = isinstance(default, int)
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+            raise refuse("a whole number" if whole else "a number")
+        allowed = OPTION_RANGES.get(name, WHOLE_NUMBERS if whole else NUMBERS)
+        if value not in allowed:
+            raise refuse(f"{'a whole number' if whole else 'a number'} {allowed}")
+        return value if whole else float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise refuse("a word")
+        return value
+    if isinstance(default, tuple):
+        if (not isinstance(value, (list, tuple)) or not value
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+            raise refuse("a list of whole numbers of at least 1")
+        return tuple(value)
+    return value
 
 @dataclass(frozen=True)
 class Entry:
@@ -81,22 +150,37 @@ def create(name: str, **overrides):
     if unknown:
         raise ModelError(f"model '{name}' has no option {', '.join(sorted(unknown))}. "
                          f"Its options are: {', '.join(entry.defaults)}")
-    model = entry.builder(**overrides)
+    checked = {key: checked_option(name, key, value, entry.defaults[key]) for key, value in overrides.items()}
+    model = entry.builder(**checked)
     model.zoo_name = name
     return model
 
 
-def load(run_dir: str | Path):
-    """The trained model of a run folder written by train.py, ready to use: `model.keras`, or the folder of
-    parts `model/` read by the entry's loader."""
+def load_keras(path: Path):
+    """A .keras file in Keras' safe mode, with one ModelError for a damaged file or a refused one."""
     import keras
 
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:      # noqa: BLE001 - Keras raises ValueError, OSError, TypeError, zip errors
+        reason = " ".join(str(error).split())
+        if "safe_mode" in reason:
+            raise ModelError(f"{path} was refused: it holds Python code (a Lambda layer or a function) that Keras "
+                             "does not run when loading in safe mode. Load only runs you trust; retrain it "
+                             "without the Lambda layer") from None
+        raise ModelError(f"{path} cannot be loaded as a Keras model ({reason[:200]}). Train the run again") from None
+
+
+def load(run_dir: str | Path, trust_pickle: bool = False):
+    """The trained model of a run folder written by train.py, ready to use: `model.keras`, or the folder of
+    parts `model/` read by the entry's loader. trust_pickle=True also reads parts saved as pickles by older
+    versions (which can run code: only for runs you trust)."""
     folder = RunFolder(run_dir)
     if not folder.config.is_file() or folder.saved_model() is None:
         raise ModelError(f"'{run_dir}' is not a finished run folder (no config.json, or no model.keras / model/). "
                          "Pass a folder written by train.py")
     name = folder.read_config()["model"]
     entry = get_entry(name)
-    model = entry.loader(folder.parts) if entry.loader else keras.saving.load_model(folder.model)
+    model = entry.loader(folder.parts, trust_pickle=trust_pickle) if entry.loader else load_keras(folder.model)
     model.zoo_name = name
     return model

@@ -13,8 +13,10 @@ Both are composite models (zoo/parts.py), not one Keras model: `fit_source` read
 scored images of the training split (scores from `source.metadata(...)["score"]`), reports the MAE on the
 held-out split and the MAE of always predicting the training mean, for scale; `score(images) -> (n,)`.
 
-The forest is saved with joblib, which pickles it: loading a pickle runs code, so only load scorer run folders
-you trust (skops' safe format would not help here: it still needs the tree arrays trusted by hand).
+The forest is saved with skops (forest.skops), whose loader builds only the types it is told to trust: the
+forest, its trees and NumPy arrays (FOREST_TYPES); a file that holds anything else is refused, so a scorer run
+received from someone else cannot run code. Runs saved by older versions hold a pickle (forest.joblib), which
+can: it is read only with `trust_pickle=True` (`evaluate.py score --trust-pickle`).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from core.worlds import SCORE_RANGE
 from zoo.parts import CompositeModel, EpochRows, FitSettings, HistoryLog
 from zoo.registry import register
 
+FOREST_TYPES = ["sklearn.tree._tree.Tree"]     # beyond what skops trusts already (the estimators, NumPy)
 READ_CHUNK = 32     # scored images read and turned into features at once (32 fields of 1000² are 32 MB)
 
 
@@ -139,7 +142,11 @@ class ForestScorer(Scorer):
         self.forest = None
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
-        return image_features(images, self.options["bins"], self.options["bands"])
+        smallest, bands = min(np.shape(images)[1:3]), self.options["bands"]
+        if smallest < 2 * bands:
+            raise ModelError(f"rf-scorer needs images of at least {2 * bands} px for its {bands}-band power "
+                             f"spectrum, got {smallest} px. Score larger images (whole star fields)")
+        return image_features(images, self.options["bins"], bands)
 
     @property
     def trained(self) -> bool:
@@ -166,22 +173,36 @@ class ForestScorer(Scorer):
         return self.forest.predict(features).astype(np.float32)
 
     def save_parts(self, folder: Path) -> None:
-        """forest.joblib: the pickled forest."""
-        import joblib
+        """forest.skops: the forest in skops' format, which loads without running code."""
+        import skops.io
 
-        joblib.dump(self.forest, folder / "forest.joblib", compress=3)
+        skops.io.dump(self.forest, folder / "forest.skops")
 
     def load_parts(self, folder: Path) -> None:
-        """Reads the saved forest. joblib unpickles it, and unpickling runs code: load only folders you trust."""
-        import joblib
+        """Reads forest.skops, refusing it when it holds any type but a forest's; an old run's forest.joblib (a
+        pickle, which runs code when read) only when `trust_pickle` is set."""
+        import skops.io
 
-        self.forest = joblib.load(folder / "forest.joblib")
+        safe, pickled = folder / "forest.skops", folder / "forest.joblib"
+        if safe.exists() or not pickled.exists():
+            foreign = sorted(set(skops.io.get_untrusted_types(file=safe)) - set(FOREST_TYPES))
+            if foreign:
+                raise ModelError(f"{safe} was refused: it holds {', '.join(foreign)}, which a random forest does "
+                                 "not. Use a scorer run you trained yourself")
+            self.forest = skops.io.load(safe, trusted=FOREST_TYPES)
+        elif self.trust_pickle:
+            import joblib
+
+            self.forest = joblib.load(pickled)
+        else:
+            raise ModelError(f"{pickled} is a pickle from an older version, and reading a pickle can run any code. "
+                             "Pass --trust-pickle if you trust where the run came from, or train the scorer again")
 
 
 @register("rf-scorer", world="star-fields", capabilities=("score",), loader=ForestScorer.load)
 def rf_scorer(bins: int = 32, bands: int = 32, trees: int = 300, min_samples_leaf: int = 1, max_features: float = 0.5,
               seed: int = 0) -> ForestScorer:
-    """The seed's random-forest scorer on a pixel histogram and a power spectrum (joblib: load trusted runs only)."""
+    """The seed's random-forest scorer on a pixel histogram and a power spectrum."""
     return ForestScorer(**locals())
 
 

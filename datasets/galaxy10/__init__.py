@@ -8,7 +8,10 @@ image size (69×69 is SDSS).
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
 from pathlib import Path
 
 import h5py
@@ -34,6 +37,8 @@ SDSS_CLASSES = (
 )
 SDSS_IMAGE_SIZE = 69
 METADATA_KEYS = ("ra", "dec", "redshift", "pxscale")
+EXPORT_FORMATS = ("png", "jpg")
+EXPORT_ROWS = 256            # images read from the HDF5 file at once while exporting
 
 
 def resolve_path(data_dir: str | os.PathLike) -> Path:
@@ -71,6 +76,9 @@ class Galaxy10(Source):
         self._labels, self.image_shape = self._validate()
         self.variant = "sdss" if self.image_shape[:2] == (SDSS_IMAGE_SIZE, SDSS_IMAGE_SIZE) else "decals"
         self.class_names = SDSS_CLASSES if self.variant == "sdss" else DECALS_CLASSES
+
+    def describe(self, row: int) -> str:
+        return f"image {row} of {self.path}"
 
     def _validate(self) -> tuple[np.ndarray, tuple[int, int, int]]:
         """Checks format, keys, dtypes, shapes and labels; returns the labels (int64) and the image shape."""
@@ -130,13 +138,9 @@ class Galaxy10(Source):
         return len(self._labels)
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Images start..stop-1 as one (k, H, W, 3) uint8 array, read from disk, and their labels."""
-        try:
-            images = self._open()["images"][start:stop]
-        except OSError as error:
-            raise DataError(f"rows {start}-{stop - 1} of {self.path} cannot be read ({_one_line(error)}). "
-                            "Download the file again") from error
-        return images, self._labels[start:stop]
+        """Images start..stop-1 as one (k, H, W, 3) uint8 array, read from disk, and their labels. A damaged chunk
+        raises h5py's OSError, which the pipeline (datasets.pipeline.read_rows) turns into an error naming the row."""
+        return self._open()["images"][start:stop], self._labels[start:stop]
 
     def labels(self) -> np.ndarray:
         return self._labels
@@ -159,3 +163,45 @@ def open_source(data_dir: str | os.PathLike | None, image_size: int = 64, seed: 
     if not data_dir:
         raise DataError(f"galaxy10 needs the path of {DECALS_FILE} or {SDSS_FILE}. Pass it with --data-dir")
     return Galaxy10(resolve_path(data_dir))
+
+
+def class_folder(label: int, class_names: tuple[str, ...]) -> str:
+    """The sub-folder of a class in an export: its number first, so the folder source sorts classes as Galaxy10
+    numbers them, then its name in lower case with underscores (`05_barred_spiral`)."""
+    return f"{label:02d}_" + re.sub(r"[^a-z0-9]+", "_", class_names[label].lower()).strip("_")
+
+
+def export(source: Galaxy10, folder: str | os.PathLike, image_format: str = "png", progress: bool = True) -> Path:
+    """Writes every image of `source` into `folder` as one file per galaxy under its class sub-folder
+    (`class_folder`), and galaxies.csv (index, label, class, path, and ra/dec/redshift/pxscale when the file has
+    them). Streamed EXPORT_ROWS images at a time; each file is written whole or not at all, and images already
+    there are kept, so an interrupted export resumes where it stopped. The folder reads back with
+    `--dataset folder --data-dir FOLDER`."""
+    from tqdm import tqdm
+
+    from core.files import write_atomic, write_png
+
+    if image_format not in EXPORT_FORMATS:
+        raise DataError(f"unknown export format '{image_format}'. Use one of: {', '.join(EXPORT_FORMATS)}")
+    folder = Path(folder)
+    labels = source.labels()
+    paths = [f"{class_folder(int(label), source.class_names)}/{row:05d}.{image_format}"
+             for row, label in enumerate(labels)]
+    with tqdm(total=len(source), unit="img", desc=f"exporting {source.path.name}", disable=not progress) as bar:
+        for start in range(0, len(source), EXPORT_ROWS):
+            todo = [row for row in range(start, min(start + EXPORT_ROWS, len(source)))
+                    if not (folder / paths[row]).exists()]
+            if todo:
+                images, _ = source.read(todo[0], todo[-1] + 1)
+                for row in todo:
+                    write_png(folder / paths[row], images[row - todo[0]])
+            bar.update(min(EXPORT_ROWS, len(source) - start))
+    columns = source.metadata(np.arange(len(source)))
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["index", "label", "class", "path", *columns])
+    for row, label in enumerate(labels):
+        writer.writerow([row, int(label), source.class_names[label], paths[row],
+                         *(f"{column[row]:.8g}" for column in columns.values())])
+    write_atomic(folder / "galaxies.csv", lambda temporary: Path(temporary).write_text(table.getvalue()))
+    return folder
