@@ -86,6 +86,7 @@ def checked_option(model: str, name: str, value, default):
         return tuple(value)
     return value
 
+
 @dataclass(frozen=True)
 class Entry:
     name: str
