@@ -3,7 +3,8 @@
 Each image of a run's held-out validation split is a query; its k nearest training images (exact FAISS search,
 the same distance as `evaluate.py neighbours`) count as hits when they share its class. The learned embedding
 (`latent` or `scores`) is measured against the seed's pixel-MSE baseline on exactly the same images, and both
-against chance (the precision of k neighbours drawn at random from the gallery).
+against chance (the precision of k neighbours drawn at random from the gallery). Each embedding also gets its
+linear-probe accuracy: a logistic regression on the standardised training vectors, scored on the held-out ones.
 """
 from __future__ import annotations
 
@@ -35,9 +36,31 @@ def chance_precision(gallery_labels: np.ndarray, query_labels: np.ndarray) -> fl
     return float(gallery_share @ query_share)
 
 
+def linear_probe_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
+                          max_iter: int = 1000) -> float:
+    """Accuracy on `test` of a logistic regression fitted on frozen, standardised `train` vectors: how much class
+    information an embedding holds in a linearly readable form (the standard score of self-supervised learning)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(np.unique(train_labels)) < 2:
+        raise DataError("the linear probe needs at least two classes in the training split. Use more images")
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)   # 12,288 pixel features rarely converge; still a fair score
+        probe.fit(train, train_labels)
+    return float(np.mean(probe.predict(test) == test_labels))
+
+
 def evaluate_retrieval(run_dir: str | Path, k: int = 10, embedding: str | None = None,
                        out_dir: str | Path | None = None, **spec_overrides) -> dict:
-    """precision@k of the run's embedding and of pixels on its validation split; retrieval.json/.png in out_dir."""
+    """precision@k and linear-probe accuracy of the run's embedding and of pixels on its validation split (queries
+    and probe test set), against its training split (gallery and probe training set); retrieval.json/.png in
+    out_dir."""
     spec = gallery_spec(run_dir, **spec_overrides)
     validation_fraction = load_config(run_dir).validation_fraction
     model = zoo.load(run_dir)
@@ -59,7 +82,8 @@ def evaluate_retrieval(run_dir: str | Path, k: int = 10, embedding: str | None =
                "chance": chance_precision(gallery_labels, query_labels), "class_names": list(source.class_names)}
     for name in embedders:
         precision, per_query = precision_at_k(gallery[name], gallery_labels, queries[name], query_labels, k)
-        results[name] = {"precision_at_k": precision, "dimensions": int(gallery[name].shape[1]),
+        probe = linear_probe_accuracy(gallery[name], gallery_labels, queries[name], query_labels)
+        results[name] = {"precision_at_k": precision, "linear_probe": probe, "dimensions": int(gallery[name].shape[1]),
                          "per_class": {class_name: float(per_query[query_labels == c].mean())
                                        for c, class_name in enumerate(source.class_names)
                                        if np.any(query_labels == c)}}
@@ -93,11 +117,12 @@ def retrieval_figure(results: dict, embeddings: list[str]):
 
 
 def format_results(results: dict) -> str:
-    """A small text table: embedding, dimensions, precision@k, and chance."""
+    """A small text table: embedding, dimensions, precision@k, linear-probe accuracy, and chance."""
     k = results["k"]
-    lines = [f"{'embedding':<11}{'dimensions':>11}{f'precision@{k}':>15}"]
+    lines = [f"{'embedding':<11}{'dimensions':>11}{f'precision@{k}':>15}{'linear probe':>14}"]
     for name, value in results.items():
         if isinstance(value, dict) and "precision_at_k" in value:
-            lines.append(f"{name:<11}{value['dimensions']:>11,}{value['precision_at_k']:>15.3f}")
+            lines.append(f"{name:<11}{value['dimensions']:>11,}{value['precision_at_k']:>15.3f}"
+                         f"{value['linear_probe']:>14.3f}")
     lines.append(f"{'chance':<11}{'':>11}{results['chance']:>15.3f}")
     return "\n".join(lines)

@@ -8,7 +8,8 @@ from core.errors import DataError
 from core.runs import TrainConfig
 from datasets.pipeline import make_dataset, to_numpy
 from evaluation.neighbours import GallerySpec
-from evaluation.retrieval import chance_precision, evaluate_retrieval, precision_at_k
+from evaluation.retrieval import (chance_precision, evaluate_retrieval, format_results, linear_probe_accuracy,
+                                  precision_at_k)
 from training import train
 
 
@@ -42,6 +43,22 @@ def test_chance_is_the_overlap_of_class_shares():
     assert chance_precision(np.array([0, 0, 0, 1]), np.array([0, 0, 1, 2])) == pytest.approx(0.75 * 0.5 + 0.25 * 0.25)
 
 
+def test_linear_probe_standardises_features_before_the_logistic_regression():
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 2
+    # the class is in a feature a million times smaller than four noise features: only standardised does the
+    # (regularised) regression reach it
+    features = np.column_stack([1e-6 * (labels + 0.1 * rng.standard_normal(200)), rng.standard_normal((200, 4))])
+    assert linear_probe_accuracy(features[:150], labels[:150], features[150:], labels[150:]) == 1.0
+    shuffled = rng.permutation(labels)                        # labels that features cannot predict
+    assert 0.3 < linear_probe_accuracy(features[:150], shuffled[:150], features[150:], shuffled[150:]) < 0.7
+
+
+def test_linear_probe_needs_two_classes():
+    with pytest.raises(DataError, match="the linear probe needs at least two classes in the training split"):
+        linear_probe_accuracy(np.zeros((4, 2)), np.zeros(4), np.zeros((2, 2)), np.zeros(2))
+
+
 @pytest.fixture(scope="module")
 def classifier_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "classifier"
@@ -69,6 +86,14 @@ def test_run_report_measures_scores_and_pixels_on_the_held_out_split(classifier_
     assert set(per_class) <= set(source.class_names)
     counts = [np.sum(query_labels == source.class_names.index(name)) for name in per_class]
     assert np.dot(counts, list(per_class.values())) / 6 == pytest.approx(expected)
+
+    # the linear probe: fitted on the 54 training vectors, scored on the 6 held-out ones, for both embeddings
+    probe = linear_probe_accuracy(train_images.reshape(54, -1), train_labels, query_images.reshape(6, -1), query_labels)
+    assert results["pixels"]["linear_probe"] == pytest.approx(probe)
+    assert round(results["scores"]["linear_probe"] * 6, 6) in (0, 1, 2, 3, 4, 5, 6)
+    table = format_results(results).splitlines()
+    assert table[0].split()[-2:] == ["linear", "probe"]
+    assert table[1].split() == ["pixels", "768", f"{expected:.3f}", f"{probe:.3f}"]
 
 
 def test_retrieval_refuses_unlabeled_data_and_pixels_as_the_learned_embedding(classifier_run):
