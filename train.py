@@ -41,9 +41,9 @@ def build_parser() -> cli.Parser:
                         help="cut each image into TILE×TILE tiles that cover it, e.g. --tile 256 for star fields")
     parser.add_argument("--crop", type=cli.positive_float,
                         help="keep this central fraction of each image before resizing, e.g. 0.5")
-    parser.add_argument("--epochs", type=cli.positive_int, help="default 10; with --resume: train on to this many")
+    parser.add_argument("--epochs", type=cli.positive_int, help="default: the model's own, else 10; with --resume: train on to this many")
     parser.add_argument("--steps-per-epoch", type=cli.positive_int, help="batches per epoch (default: one pass)")
-    parser.add_argument("--batch-size", type=cli.positive_int, default=32)
+    parser.add_argument("--batch-size", type=cli.positive_int, help="default: the model's own, else 32")
     parser.add_argument("--learning-rate", type=cli.positive_float, help="default: the model's own")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--no-augment", dest="augment", action="store_false",
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             raise cli.UsageError("no --model given. Pick one from 'python train.py --list', e.g. --model vae")
         config = TrainConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, classes=args.classes,
                              limit=args.limit, image_size=args.image_size, crop=args.crop, tile=args.tile,
-                             epochs=args.epochs or 10, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                             epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                              learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
                              augment=args.augment, seed=args.seed, options=model_flags(args))
         run_dir, final = train(config, run_dir=args.out)

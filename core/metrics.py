@@ -135,6 +135,23 @@ def precision_recall(real_features: np.ndarray, generated_features: np.ndarray, 
     return {"precision": float(precision), "recall": float(recall), "k": k}
 
 
+def knn_accuracy(reference: np.ndarray, reference_labels: np.ndarray, queries: np.ndarray, query_labels: np.ndarray,
+                 k: int = 10) -> float:
+    """Share of queries whose k nearest reference vectors (Euclidean) vote for the query's class: how well an
+    embedding separates classes without training anything on it. A tie goes to the class of the nearer neighbours."""
+    reference, queries = np.asarray(reference, np.float64), np.asarray(queries, np.float64)
+    reference_labels, query_labels = np.asarray(reference_labels), np.asarray(query_labels)
+    k = min(k, len(reference))
+    nearest = np.argsort(cdist(queries, reference, "sqeuclidean"), axis=1, kind="stable")[:, :k]
+    classes = np.union1d(reference_labels, query_labels)
+    # one vote per neighbour, plus less than one vote in all that favours nearer ranks, which only breaks ties
+    weights = 1 + (k - np.arange(k)) / (k * (k + 1))
+    found = np.searchsorted(classes, reference_labels[nearest])
+    votes = np.zeros((len(queries), len(classes)))
+    np.add.at(votes, (np.arange(len(queries))[:, None], found), weights)
+    return float(np.mean(classes[votes.argmax(axis=1)] == query_labels))
+
+
 def star_counts(images: np.ndarray, threshold: float = 32.0, min_distance: int = 15) -> np.ndarray:
     """Stars detected in each image (its first channel as grey levels), by core.stars.find_stars."""
     return np.array([len(find_stars(field[..., 0], threshold, min_distance)) for field in grey_levels(images)],

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from core.errors import ModelError
 
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH_SIZE = 32
+
 
 @dataclass
 class TrainConfig:
@@ -27,9 +30,9 @@ class TrainConfig:
     image_size: int | None = None      # None: the tile size, else the model's world's (core.worlds)
     crop: float | None = None
     tile: int | None = None
-    epochs: int = 10
+    epochs: int | None = None          # None: the model's own (its builder's `epochs`), else DEFAULT_EPOCHS
     steps_per_epoch: int | None = None
-    batch_size: int = 32
+    batch_size: int | None = None      # None: the model's own (its builder's `batch_size`), else DEFAULT_BATCH_SIZE
     learning_rate: float | None = None
     validation_fraction: float = 0.1
     augment: bool = True

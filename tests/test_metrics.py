@@ -77,3 +77,15 @@ def test_star_counts_find_every_rendered_star():
     expected = [len(fields.field(i)[1]) for i in range(2)]
     np.testing.assert_array_equal(metrics.star_counts(images.astype(np.float32) / 255), expected)
     assert metrics.star_counts(np.zeros((1, 64, 64, 1), np.float32)).tolist() == [0]
+
+
+def test_knn_accuracy_votes_among_the_nearest_reference_vectors():
+    reference = np.array([[0.0], [0.1], [0.2], [1.0], [1.1], [5.0]])
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    # k=3: query 0.05 → three 0s; query 1.05 → 1, 1, then 0 (0.2 is nearer than 5.0): class 1 wins 2 to 1;
+    # query 4.0 → 5.0, 1.1, 1.0: class 1 wins 2 to 1, so the class-2 query is wrong
+    queries, query_labels = np.array([[0.05], [1.05], [4.0]]), np.array([0, 1, 2])
+    assert metrics.knn_accuracy(reference, labels, queries, query_labels, k=3) == pytest.approx(2 / 3)
+    assert metrics.knn_accuracy(reference, labels, queries, query_labels, k=1) == 1.0
+    # a tie (k=2: one vote for 0.2's class 0, one for 1.0's class 1) goes to the nearer neighbour's class
+    assert metrics.knn_accuracy(reference, labels, np.array([[0.58], [0.62]]), np.array([0, 1]), k=2) == 1.0

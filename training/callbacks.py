@@ -11,6 +11,7 @@ import numpy as np
 
 from core.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
 from core.errors import ModelError
+from core.metrics import knn_accuracy
 from core.files import save_figure, write_png
 from core.images import image_grid
 
@@ -110,6 +111,23 @@ class CollapseMonitor(keras.callbacks.Callback):
         if self.warning:
             print(self.warning, file=sys.stderr, flush=True)
             self.warning = None
+
+
+class KnnMonitor(keras.callbacks.Callback):
+    """After every epoch, encodes labeled training and validation images and adds `val_knn_accuracy` to the logs
+    (history.csv): the share of validation images whose k nearest training images (Euclidean, in `encode`'s
+    space) vote for their class. It tells whether an encoder trained without labels is learning the classes."""
+
+    def __init__(self, reference_images: np.ndarray, reference_labels: np.ndarray, images: np.ndarray,
+                 labels: np.ndarray, k: int = 10):
+        super().__init__()
+        self.reference_images, self.reference_labels = reference_images, reference_labels
+        self.images, self.labels, self.k = images, labels, k
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["val_knn_accuracy"] = knn_accuracy(self.model.encode(self.reference_images), self.reference_labels,
+                                                    self.model.encode(self.images), self.labels, self.k)
 
 
 def confusion_figure(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...], title: str):

@@ -32,11 +32,11 @@ import datasets
 import zoo
 from core.errors import DataError, ModelError
 from core.files import make_folder, process_runs, remove, writable, write_atomic, write_json, write_png
-from core.runs import RunFolder, TrainConfig
+from core.runs import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, RunFolder, TrainConfig
 from core.worlds import WORLD_IMAGE_SIZES
 from datasets.pipeline import data_errors, make_dataset, split_indices, stitch_tiles, tile_offsets, to_numpy
 from datasets.source import Subset
-from training.callbacks import CollapseMonitor, EpochTimer, SampleWriter, StopOnNonFinite
+from training.callbacks import CollapseMonitor, EpochTimer, KnnMonitor, SampleWriter, StopOnNonFinite
 from zoo.parts import CompositeModel
 from zoo.registry import MAX_SEED
 
@@ -57,7 +57,9 @@ def versions() -> dict[str, str]:
 def model_options(config: TrainConfig, source: datasets.Source) -> dict:
     """The builder options this run sets: the data decides size, channels and classes; flags the rest."""
     entry = zoo.get_entry(config.model)
-    derived = {"image_size": config.image_size, "channels": source.channels, "seed": config.seed}
+    derived = {"image_size": config.image_size, "channels": source.channels, "seed": config.seed,
+               "epochs": config.epochs, "batch_size": config.batch_size,
+               "steps_per_epoch": config.steps_per_epoch or steps_per_pass(len(source), config)}
     if "num_classes" in entry.defaults:
         if not source.labeled:
             raise DataError(f"model '{config.model}' needs labels but dataset '{source.name}' is unlabeled. "
@@ -67,6 +69,23 @@ def model_options(config: TrainConfig, source: datasets.Source) -> dict:
         derived["learning_rate"] = config.learning_rate
     options = {k: v for k, v in derived.items() if k in entry.defaults}
     return {**entry.defaults, **options, **config.options}
+
+
+def steps_per_pass(n_images: int, config: TrainConfig) -> int:
+    """Batches in one pass over the training split (images, not tiles): the length of an epoch, for models whose
+    learning-rate schedule counts steps."""
+    n_train = len(split_indices(n_images, "train", config.validation_fraction, config.seed))
+    return max(1, -(-n_train // config.batch_size))
+
+
+def resolve_recipe(config: TrainConfig) -> None:
+    """Fills the epochs and batch size the flags left out with the model's own (its builder's `epochs` and
+    `batch_size`, or an --option of that name), else DEFAULT_EPOCHS and DEFAULT_BATCH_SIZE."""
+    own = {**zoo.get_entry(config.model).defaults, **config.options}
+    if config.epochs is None:
+        config.epochs = own.get("epochs", DEFAULT_EPOCHS)
+    if config.batch_size is None:
+        config.batch_size = own.get("batch_size", DEFAULT_BATCH_SIZE)
 
 
 def check(config: TrainConfig) -> None:
@@ -100,6 +119,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
     """
     if config.image_size is None:
         config.image_size = config.tile or WORLD_IMAGE_SIZES[zoo.get_entry(config.model).world]
+    resolve_recipe(config)
     check(config)
     run_dir = writable(Path(run_dir) if run_dir is not None else new_run_dir(config.model))
     keras.utils.set_random_seed(config.seed)
@@ -216,7 +236,8 @@ def resumed_config(saved: dict, config: TrainConfig) -> dict:
 
 def _fit(config, source, model, options, capabilities, train_data, validation_data, folder: RunFolder,
          verbose) -> dict:
-    validation_images, validation_labels = to_numpy(validation_data.take(-(-MAX_SAMPLE_IMAGES // config.batch_size)))
+    sample_batches = -(-MAX_SAMPLE_IMAGES // config.batch_size)
+    validation_images, validation_labels = to_numpy(validation_data.take(sample_batches))
     learning_rate = options.get("learning_rate")
     callbacks = [
         StopOnNonFinite(f"Lower --learning-rate (it was {learning_rate:g})" if learning_rate
@@ -226,6 +247,8 @@ def _fit(config, source, model, options, capabilities, train_data, validation_da
         SampleWriter(folder.samples, capabilities, validation_images, validation_labels, source.class_names,
                      seed=config.seed, log_dir=folder.logs / "samples"),
         *([CollapseMonitor(validation_images, seed=config.seed)] if "generate" in capabilities else []),
+        *([knn_monitor(config, source, validation_images, validation_labels, sample_batches)]
+          if "encode" in capabilities and len(validation_labels) and validation_labels.min() >= 0 else []),
         keras.callbacks.CSVLogger(str(folder.history), append=True),
         keras.callbacks.TensorBoard(str(folder.logs)),
     ]
@@ -237,6 +260,17 @@ def _fit(config, source, model, options, capabilities, train_data, validation_da
         write_png(folder.samples / "stitched.png", stitched_image(model, source, config))
     write_atomic(folder.model, model.save)
     return {name: float(values[-1]) for name, values in history.history.items() if values}
+
+
+def knn_monitor(config: TrainConfig, source, validation_images, validation_labels, batches: int) -> KnnMonitor:
+    """k-NN accuracy of the validation images against up to MAX_SAMPLE_IMAGES training images (the first ones,
+    unaugmented), for encoders trained on labeled data."""
+    reference = make_dataset(source, split="train", image_size=config.image_size, crop=config.crop, tile=config.tile,
+                             batch_size=config.batch_size, seed=config.seed,
+                             validation_fraction=config.validation_fraction, cache=False)
+    with data_errors():
+        reference_images, reference_labels = to_numpy(reference.take(batches))
+    return KnnMonitor(reference_images, reference_labels, validation_images, validation_labels)
 
 
 def stitched_image(model, source, config: TrainConfig) -> np.ndarray:
