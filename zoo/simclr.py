@@ -1,0 +1,224 @@
+"""SimCLR: a galaxy encoder learned without labels (Chen et al. 2020; Hayat et al. 2021 on SDSS galaxies).
+
+Each image is augmented twice; the encoder and a small projection head map both views to vectors, and the
+NT-Xent loss pulls the two views of one galaxy together while pushing them away from every other image in the
+batch. The augmentations randomise what should not matter for "which galaxies look alike" (orientation, a
+small shift, size, seeing, noise, brightness and colour), so what two views of one galaxy share and other
+galaxies do not is its structure: bars, arms, edge-on discs, tidal tails. `encode` returns the encoder's
+pooled features, before the projection head, which keeps more of that information (Chen et al., Sec. 4.2).
+
+Blocks, top to bottom: `GalaxyAugment` (keras.ops and keras.random, so it runs inside the model on any
+backend), `conv_encoder` (residual conv stages with BatchNorm, global average pool), `projection_head`
+(MLP), `nt_xent` (the loss, keras.ops), the `SimCLR` model and its builder. Labels in the batches are ignored,
+so it trains on any source, labeled or not.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+from core.errors import ModelError
+from core.worlds import GALAXY_SIZE
+from zoo.registry import register
+
+STAGES = 4   # the encoder halves the image STAGES times: 64 px → 4 px
+
+
+@keras.saving.register_keras_serializable(package="astrozoo")
+class GalaxyAugment(layers.Layer):
+    """A random galaxy-safe view of each image in a batch of images in [0, 1], same shape, still in [0, 1].
+
+    One affine resample per image (any rotation angle, a mirror flip, zoom in [1/zoom, zoom], shift up to
+    `shift` of the side; outside the frame the edge is reflected, which keeps sky there), then a PSF-like
+    Gaussian blur mixed in by a random amount up to `blur`, brightness × exp(±jitter) and each colour ×
+    exp(±jitter/3), and Gaussian noise of standard deviation up to `noise`. Nothing is cropped away beyond
+    the zoom. The same seed gives the same views.
+    """
+
+    def __init__(self, shift: float, zoom: float, blur: float, noise: float, jitter: float, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.shift, self.zoom, self.blur, self.noise, self.jitter, self.seed = shift, zoom, blur, noise, jitter, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        radius = 2
+        taps = [math.exp(-0.5 * (i / 1.0) ** 2) for i in range(-radius, radius + 1)]   # σ = 1 px
+        self.taps = [t / sum(taps) for t in taps]
+
+    def uniform(self, n, low: float, high: float, channels: int = 1):
+        return keras.random.uniform((n, channels), low, high, seed=self.seed_generator)
+
+    def call(self, images):
+        images = ops.cast(images, "float32")
+        n, size, channels = ops.shape(images)[0], images.shape[1], images.shape[-1]
+        images = ops.image.affine_transform(images, self.transforms(n, size), fill_mode="reflect")
+        if self.blur > 0:
+            amount = ops.reshape(self.uniform(n, 0.0, self.blur), (-1, 1, 1, 1))
+            images = images + amount * (self.gaussian_blur(images, channels) - images)
+        if self.jitter > 0:
+            brightness = ops.exp(self.uniform(n, -self.jitter, self.jitter))
+            colour = ops.exp(self.uniform(n, -self.jitter / 3, self.jitter / 3, channels))
+            images = images * ops.reshape(brightness * colour, (-1, 1, 1, channels))
+        if self.noise > 0:
+            sigma = ops.reshape(self.uniform(n, 0.0, self.noise), (-1, 1, 1, 1))
+            images = images + sigma * keras.random.normal(ops.shape(images), seed=self.seed_generator)
+        return ops.clip(images, 0.0, 1.0)
+
+    def transforms(self, n, size: int):
+        """Rows [a0, a1, a2, b0, b1, b2, 0, 0] mapping output pixels to input pixels: the image is rotated and
+        mirrored about its centre, scaled by `scale` and moved by up to `shift` of the side along each axis."""
+        angle = self.uniform(n, 0.0, 2 * math.pi)
+        mirror = ops.sign(self.uniform(n, -1.0, 1.0))
+        scale = ops.exp(self.uniform(n, -math.log(self.zoom), math.log(self.zoom)))
+        shift_x, shift_y = (self.uniform(n, -self.shift * size, self.shift * size) for _ in range(2))
+        cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
+        a0, a1, b0, b1 = cos * mirror, -sin, sin * mirror, cos
+        centre = (size - 1) / 2
+        # output pixel p reads input pixel A (p - centre - shift) + centre
+        a2 = centre - a0 * (centre + shift_x) - a1 * (centre + shift_y)
+        b2 = centre - b0 * (centre + shift_x) - b1 * (centre + shift_y)
+        return ops.concatenate([a0, a1, a2, b0, b1, b2, ops.zeros_like(a0), ops.zeros_like(a0)], axis=1)
+
+    def gaussian_blur(self, images, channels: int):
+        """A separable σ = 1 px Gaussian, the seeing of a slightly worse night."""
+        taps = ops.convert_to_tensor(self.taps, "float32")
+        rows = ops.tile(ops.reshape(taps, (-1, 1, 1, 1)), (1, 1, channels, 1))
+        columns = ops.tile(ops.reshape(taps, (1, -1, 1, 1)), (1, 1, channels, 1))
+        return ops.depthwise_conv(ops.depthwise_conv(images, rows, padding="same"), columns, padding="same")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "shift": self.shift, "zoom": self.zoom, "blur": self.blur,
+                "noise": self.noise, "jitter": self.jitter, "seed": self.seed}
+
+
+def batch_norm() -> layers.BatchNormalization:
+    """BatchNorm whose moving statistics, used by `encode`, follow the training ones within a few dozen steps
+    (Keras' default momentum 0.99 needs hundreds: a 15-step epoch would leave `encode` on the initial ones)."""
+    return layers.BatchNormalization(momentum=0.9)
+
+
+def residual_block(x, filters: int, stride: int):
+    """Two 3×3 convolutions with BatchNorm and a shortcut (1×1 when the shape changes), as in ResNet."""
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(x)
+        shortcut = batch_norm()(shortcut)
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+    x = batch_norm()(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = batch_norm()(x)
+    return layers.Activation("relu")(layers.Add()([x, shortcut]))
+
+
+def conv_encoder(image_size: int, channels: int, width: int) -> keras.Model:
+    """Image → pooled features (width × 2^(STAGES-1) values): a strided stem, then STAGES residual stages that
+    double the filters (and, after the first, halve the side), then global average pooling."""
+    inputs = keras.Input((image_size, image_size, channels))
+    x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.Activation("relu")(batch_norm()(x))
+    for stage in range(STAGES):
+        x = residual_block(x, width * 2 ** stage, stride=1 if stage == 0 else 2)
+    return keras.Model(inputs, layers.GlobalAveragePooling2D()(x), name="encoder")
+
+
+def projection_head(features: int, hidden: int, projection_dim: int) -> keras.Sequential:
+    """The MLP between the features and the loss; it absorbs what the loss makes invariant, and is dropped for search."""
+    return keras.Sequential([keras.Input((features,)), layers.Dense(hidden, use_bias=False), batch_norm(),
+                             layers.Activation("relu"), layers.Dense(projection_dim)], name="projection_head")
+
+
+def nt_xent(first, second, temperature: float):
+    """NT-Xent (Chen et al. 2020): cross-entropy of finding each view's partner among the other 2n - 1 views by
+    cosine similarity / temperature, averaged over all 2n views."""
+    n = ops.shape(first)[0]
+    views = ops.concatenate([first, second], axis=0)
+    views = views / ops.maximum(ops.norm(views, axis=1, keepdims=True), 1e-12)
+    logits = ops.matmul(views, ops.transpose(views)) / temperature
+    logits = logits - 1e9 * ops.eye(2 * n, dtype=logits.dtype)      # a view is not its own partner
+    partners = ops.concatenate([ops.arange(n) + n, ops.arange(n)])
+    return ops.mean(keras.losses.sparse_categorical_crossentropy(partners, logits, from_logits=True))
+
+
+@keras.saving.register_keras_serializable(package="astrozoo")
+class SimCLR(keras.Model):
+    """Two augmented views → encoder → projection head → NT-Xent; `encode` gives the encoder's features."""
+
+    def __init__(self, image_size: int, channels: int, width: int, projection_dim: int, temperature: float,
+                 shift: float, zoom: float, blur: float, noise: float, jitter: float, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        if image_size < 2 ** STAGES:
+            raise ModelError(f"simclr needs an image size of at least {2 ** STAGES} (it halves it {STAGES} times), "
+                             f"got {image_size}. Use --image-size 64")
+        if not temperature > 0 or zoom < 1 or width < 1:
+            raise ModelError(f"simclr needs temperature > 0, zoom >= 1 and width >= 1, got {temperature}, {zoom} "
+                             f"and {width}. Use e.g. --option temperature=0.2 --option zoom=1.15")
+        self.image_size, self.channels, self.width, self.projection_dim = image_size, channels, width, projection_dim
+        self.temperature = temperature
+        self.augment_options = dict(shift=shift, zoom=zoom, blur=blur, noise=noise, jitter=jitter, seed=seed)
+        self.augmenter = GalaxyAugment(**self.augment_options, name="augment")
+        self.encoder = conv_encoder(image_size, channels, width)
+        features = self.encoder.output.shape[-1]
+        self.head = projection_head(features, features, projection_dim)
+        self.build((None, image_size, image_size, channels))
+
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, images, training=False):
+        """The projections of two random views of each image: (2n, projection_dim), first views first."""
+        views = self.augmenter(ops.concatenate([images, images], axis=0))   # each copy gets its own random view
+        return self.head(self.encoder(views, training=training), training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """NT-Xent between the first and second views; the labels in the batch are ignored."""
+        first, second = ops.split(ops.cast(y_pred, "float32"), 2, axis=0)
+        return nt_xent(first, second, self.temperature)
+
+    def encode(self, images, batch_size: int = 256):
+        """Encoder features (n, features) of images in [0, 1], no augmentation: the embedding for search."""
+        return self.encoder.predict(images, batch_size=batch_size, verbose=0)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.encoder.output.shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size, "channels": self.channels,
+                "width": self.width, "projection_dim": self.projection_dim, "temperature": self.temperature,
+                **self.augment_options}
+
+
+@keras.saving.register_keras_serializable(package="astrozoo")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak` over `warmup_steps`, then a cosine down to 0 at `total_steps`: the usual SimCLR
+    schedule. A few ops only, because Keras evaluates the schedule once per variable in every traced step."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        self.peak, self.warmup_steps, self.total_steps = peak, warmup_steps, total_steps
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warmup = ops.minimum(1.0, (step + 1) / max(1, self.warmup_steps))
+        progress = ops.clip((step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps), 0.0, 1.0)
+        return self.peak * warmup * 0.5 * (1 + ops.cos(math.pi * progress))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+
+
+@register("simclr", world="galaxies", capabilities=("encode",))
+def simclr(image_size: int = GALAXY_SIZE, channels: int = 3, width: int = 32, projection_dim: int = 128,
+           temperature: float = 0.2, shift: float = 0.06, zoom: float = 1.15, blur: float = 1.0,
+           noise: float = 0.03, jitter: float = 0.25, learning_rate: float = 2e-3, weight_decay: float = 1e-4,
+           warmup_epochs: int = 2, epochs: int = 30, batch_size: int = 256, steps_per_epoch: int = 15,
+           seed: int = 0) -> SimCLR:
+    """Self-supervised contrastive galaxy encoder (SimCLR); needs no labels."""
+    model = SimCLR(image_size, channels, width, projection_dim, temperature, shift, zoom, blur, noise, jitter, seed,
+                   name="simclr")
+    schedule = WarmupCosine(learning_rate, warmup_epochs * steps_per_epoch, epochs * steps_per_epoch)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay))
+    return model
