@@ -51,7 +51,7 @@ def linear_probe_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.
         raise DataError("the linear probe needs at least two classes in the training split. Use more images")
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)   # 12,288 pixel features rarely converge; still a fair score
+        warnings.simplefilter("ignore", ConvergenceWarning)   # 12,288 pixels rarely converge: still a fair score
         probe.fit(train, train_labels)
     return float(np.mean(probe.predict(test) == test_labels))
 

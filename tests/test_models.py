@@ -34,6 +34,7 @@ TINY = {
                 "star_filters": 4, "coordinate_latent_dim": 4, "coordinate_units": 8, "coordinate_epochs": 2},
     "naive": {"image_size": 32, "tile_size": 8, "min_distance": 6},
     "rf-scorer": {"bins": 8, "bands": 4, "trees": 10},
+    "simclr": {"image_size": 16, "feature_dim": 32},
     "stylegan": {"image_size": 16, "latent_dim": 8, "filters": 8, "mapping_layers": 2},
     "vae": {"image_size": 16, "latent_dim": 8, "filters": 8},
     "wgan-gp": {"image_size": 16, "latent_dim": 8, "filters": 4, "n_critic": 2},

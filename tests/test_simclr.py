@@ -92,10 +92,10 @@ def test_shift_and_zoom_keep_a_centred_galaxy_in_the_frame():
 
 
 def test_embeddings_save_and_load_identically(tmp_path):
-    model = zoo.create("simclr", image_size=16, width=4, temperature=0.1)
+    model = zoo.create("simclr", image_size=16, feature_dim=32, temperature=0.1)
     images = galaxy_batch(n=5, size=16)
     vectors = model.encode(images)
-    assert vectors.shape == (5, 32) == (5, model.latent_dim) and np.isfinite(vectors).all()
+    assert vectors.shape == (5, 32) and np.isfinite(vectors).all()
     np.testing.assert_array_equal(vectors, model.encode(images))       # no augmentation in encode
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
@@ -108,13 +108,17 @@ def test_embeddings_save_and_load_identically(tmp_path):
 def test_bad_options_are_refused_with_what_to_do():
     with pytest.raises(ModelError, match="simclr needs an image size of at least 16 .*Use --image-size 64"):
         zoo.create("simclr", image_size=8)
-    with pytest.raises(ModelError, match="temperature > 0, zoom >= 1 and width >= 1, got 0"):
-        zoo.create("simclr", image_size=16, temperature=0)
+    with pytest.raises(ModelError, match="feature_dim must be a multiple of 8 .*, got 12. Use e.g. --option feature_dim=8"):
+        zoo.create("simclr", image_size=16, feature_dim=12)
+    with pytest.raises(ModelError, match=r"option zoom=0.9 of model 'simclr' must be a number at least 1\b"):
+        zoo.create("simclr", zoom=0.9)
+    with pytest.raises(ModelError, match="option temperature=0 of model 'simclr' must be a number above 0"):
+        zoo.create("simclr", temperature=0)
 
 
 def test_a_labeled_run_logs_knn_accuracy_and_uses_the_models_own_batch_size(tmp_path):
     run_dir = tmp_path / "simclr"
-    train(TrainConfig(model="simclr", limit=40, image_size=16, epochs=2, options={"width": 4}), run_dir=run_dir,
+    train(TrainConfig(model="simclr", limit=40, image_size=16, epochs=2, options={"feature_dim": 32}), run_dir=run_dir,
           verbose=0)
     history = read_history(run_dir)
     assert [row["epoch"] for row in history] == ["0", "1"]
@@ -133,6 +137,6 @@ def test_an_unlabeled_run_trains_without_knn_accuracy(tmp_path):
         write_png(folder / f"galaxy_{i:02d}.png", (image * 255).astype(np.uint8))
     run_dir = tmp_path / "simclr"
     train(TrainConfig(model="simclr", dataset="folder", data_dir=str(folder), image_size=16, epochs=1, batch_size=6,
-                      options={"width": 4}), run_dir=run_dir, verbose=0)
+                      options={"feature_dim": 32}), run_dir=run_dir, verbose=0)
     history = read_history(run_dir)
     assert len(history) == 1 and "val_knn_accuracy" not in history[0] and float(history[0]["loss"]) > 0

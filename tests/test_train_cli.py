@@ -92,6 +92,9 @@ BAD_INPUT = [
     (["--model", "vae", "--dataset", "galaxy10"], "error: dataset 'galaxy10' needs --data-dir"),
     (["--model", "vae", "--dataset", "galaxy10", "--data-dir", "missing.h5"], "missing.h5"),
     (["--model", "vae", "--image-size", "24"], "error: vae needs an image size that is a multiple of 16, got 24"),
+    (["--model", "simclr", "--option", "feature_dim=12"], "error: simclr's feature_dim must be a multiple of 8"),
+    (["--model", "simclr", "--option", "noise=-0.1"], "error: option noise=-0.1 of model 'simclr' must be a number "
+                                                      "at least 0. Use e.g. --option noise=0.03"),
     (["--model", "stylegan", "--image-size", "30"], "a power of two from 8, got 30. Use --image-size 32"),
     (["--model", "vae", "--images-per-stage", "100"], "error: model 'vae' has no option images_per_stage"),
     (["--model", "vae", "--image-size", "-8"], "error: argument --image-size: expected a positive whole number"),

@@ -51,6 +51,13 @@ OPTION_RANGES = {
     "beta": Range(0),
     "gp_weight": Range(0),
     "drift_weight": Range(0),
+    "shift": Range(0, 0.25),         # simclr's augmentations: shift (share of the side), zoom (factor), blur (share)
+    "zoom": Range(1),
+    "blur": Range(0, 1),
+    "noise": Range(0),
+    "jitter": Range(0),
+    "weight_decay": Range(0),
+    "warmup_epochs": Range(0),
 }
 WHOLE_NUMBERS, NUMBERS = Range(1), Range(0, low_open=True)
 

@@ -114,9 +114,10 @@ def residual_block(x, filters: int, stride: int):
     return layers.Activation("relu")(layers.Add()([x, shortcut]))
 
 
-def conv_encoder(image_size: int, channels: int, width: int) -> keras.Model:
-    """Image → pooled features (width × 2^(STAGES-1) values): a strided stem, then STAGES residual stages that
-    double the filters (and, after the first, halve the side), then global average pooling."""
+def conv_encoder(image_size: int, channels: int, feature_dim: int) -> keras.Model:
+    """Image → `feature_dim` pooled features: a strided stem, then STAGES residual stages that double the filters
+    up to `feature_dim` (and, after the first, halve the side), then global average pooling."""
+    width = feature_dim // 2 ** (STAGES - 1)
     inputs = keras.Input((image_size, image_size, channels))
     x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(inputs)
     x = layers.Activation("relu")(batch_norm()(x))
@@ -126,7 +127,7 @@ def conv_encoder(image_size: int, channels: int, width: int) -> keras.Model:
 
 
 def projection_head(features: int, hidden: int, projection_dim: int) -> keras.Sequential:
-    """The MLP between the features and the loss; it absorbs what the loss makes invariant, and is dropped for search."""
+    """The MLP between the features and the loss: it absorbs what the loss makes invariant; search skips it."""
     return keras.Sequential([keras.Input((features,)), layers.Dense(hidden, use_bias=False), batch_norm(),
                              layers.Activation("relu"), layers.Dense(projection_dim)], name="projection_head")
 
@@ -147,22 +148,24 @@ def nt_xent(first, second, temperature: float):
 class SimCLR(keras.Model):
     """Two augmented views → encoder → projection head → NT-Xent; `encode` gives the encoder's features."""
 
-    def __init__(self, image_size: int, channels: int, width: int, projection_dim: int, temperature: float,
+    def __init__(self, image_size: int, channels: int, feature_dim: int, projection_dim: int, temperature: float,
                  shift: float, zoom: float, blur: float, noise: float, jitter: float, seed: int, **kwargs):
         super().__init__(**kwargs)
         if image_size < 2 ** STAGES:
             raise ModelError(f"simclr needs an image size of at least {2 ** STAGES} (it halves it {STAGES} times), "
                              f"got {image_size}. Use --image-size 64")
-        if not temperature > 0 or zoom < 1 or width < 1:
-            raise ModelError(f"simclr needs temperature > 0, zoom >= 1 and width >= 1, got {temperature}, {zoom} "
-                             f"and {width}. Use e.g. --option temperature=0.2 --option zoom=1.15")
-        self.image_size, self.channels, self.width, self.projection_dim = image_size, channels, width, projection_dim
+        step = 2 ** (STAGES - 1)
+        if feature_dim % step:
+            raise ModelError(f"simclr's feature_dim must be a multiple of {step} (the encoder's stages double their "
+                             f"filters up to it), got {feature_dim}. "
+                             f"Use e.g. --option feature_dim={max(step, feature_dim // step * step)}")
+        self.image_size, self.channels, self.feature_dim = image_size, channels, feature_dim
+        self.projection_dim = projection_dim
         self.temperature = temperature
         self.augment_options = dict(shift=shift, zoom=zoom, blur=blur, noise=noise, jitter=jitter, seed=seed)
         self.augmenter = GalaxyAugment(**self.augment_options, name="augment")
-        self.encoder = conv_encoder(image_size, channels, width)
-        features = self.encoder.output.shape[-1]
-        self.head = projection_head(features, features, projection_dim)
+        self.encoder = conv_encoder(image_size, channels, feature_dim)
+        self.head = projection_head(feature_dim, feature_dim, projection_dim)
         self.build((None, image_size, image_size, channels))
 
     def build(self, input_shape):
@@ -182,13 +185,9 @@ class SimCLR(keras.Model):
         """Encoder features (n, features) of images in [0, 1], no augmentation: the embedding for search."""
         return self.encoder.predict(images, batch_size=batch_size, verbose=0)
 
-    @property
-    def latent_dim(self) -> int:
-        return int(self.encoder.output.shape[-1])
-
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "channels": self.channels,
-                "width": self.width, "projection_dim": self.projection_dim, "temperature": self.temperature,
+                "feature_dim": self.feature_dim, "projection_dim": self.projection_dim, "temperature": self.temperature,
                 **self.augment_options}
 
 
@@ -211,14 +210,14 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @register("simclr", world="galaxies", capabilities=("encode",))
-def simclr(image_size: int = GALAXY_SIZE, channels: int = 3, width: int = 32, projection_dim: int = 128,
+def simclr(image_size: int = GALAXY_SIZE, channels: int = 3, feature_dim: int = 128, projection_dim: int = 128,
            temperature: float = 0.2, shift: float = 0.06, zoom: float = 1.15, blur: float = 1.0,
            noise: float = 0.03, jitter: float = 0.25, learning_rate: float = 2e-3, weight_decay: float = 1e-4,
            warmup_epochs: int = 2, epochs: int = 30, batch_size: int = 256, steps_per_epoch: int = 15,
            seed: int = 0) -> SimCLR:
     """Self-supervised contrastive galaxy encoder (SimCLR); needs no labels."""
-    model = SimCLR(image_size, channels, width, projection_dim, temperature, shift, zoom, blur, noise, jitter, seed,
-                   name="simclr")
+    model = SimCLR(image_size, channels, feature_dim, projection_dim, temperature, shift, zoom, blur, noise, jitter,
+                   seed, name="simclr")
     schedule = WarmupCosine(learning_rate, warmup_epochs * steps_per_epoch, epochs * steps_per_epoch)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay))
     return model
