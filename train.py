@@ -41,7 +41,8 @@ def build_parser() -> cli.Parser:
                         help="cut each image into TILE×TILE tiles that cover it, e.g. --tile 256 for star fields")
     parser.add_argument("--crop", type=cli.positive_float,
                         help="keep this central fraction of each image before resizing, e.g. 0.5")
-    parser.add_argument("--epochs", type=cli.positive_int, help="default: the model's own, else 10; with --resume: train on to this many")
+    parser.add_argument("--epochs", type=cli.positive_int,
+                        help="default: the model's own, else 10; with --resume: train on to this many")
     parser.add_argument("--steps-per-epoch", type=cli.positive_int, help="batches per epoch (default: one pass)")
     parser.add_argument("--batch-size", type=cli.positive_int, help="default: the model's own, else 32")
     parser.add_argument("--learning-rate", type=cli.positive_float, help="default: the model's own")
