@@ -91,6 +91,7 @@ def test_shift_and_zoom_keep_a_centred_galaxy_in_the_frame():
     assert np.all((flux > 1 / 1.15 ** 2 - 0.05) & (flux < 1.15 ** 2 + 0.05))   # zoom scales the area
 
 
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")   # untrained: no optimizer state yet
 def test_embeddings_save_and_load_identically(tmp_path):
     model = zoo.create("simclr", image_size=16, feature_dim=32, temperature=0.1)
     images = galaxy_batch(n=5, size=16)
@@ -100,7 +101,7 @@ def test_embeddings_save_and_load_identically(tmp_path):
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     np.testing.assert_array_equal(loaded.encode(images), vectors)
-    assert loaded.get_config()["temperature"] == 0.1 and loaded.augmenter.get_config()["zoom"] == 1.15
+    assert loaded.get_config()["temperature"] == 0.1 and loaded.augmenter.get_config()["zoom"] == 1.3
     # the views go on from the saved state of the augmentation's random generator
     np.testing.assert_array_equal(loaded.augmenter(images), model.augmenter(images))
 

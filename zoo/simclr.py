@@ -211,9 +211,9 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 @register("simclr", world="galaxies", capabilities=("encode",))
 def simclr(image_size: int = GALAXY_SIZE, channels: int = 3, feature_dim: int = 128, projection_dim: int = 128,
-           temperature: float = 0.2, shift: float = 0.06, zoom: float = 1.15, blur: float = 1.0,
+           temperature: float = 0.2, shift: float = 0.06, zoom: float = 1.3, blur: float = 1.0,
            noise: float = 0.03, jitter: float = 0.25, learning_rate: float = 2e-3, weight_decay: float = 1e-4,
-           warmup_epochs: int = 2, epochs: int = 30, batch_size: int = 256, steps_per_epoch: int = 15,
+           warmup_epochs: int = 2, epochs: int = 25, batch_size: int = 256, steps_per_epoch: int = 15,
            seed: int = 0) -> SimCLR:
     """Self-supervised contrastive galaxy encoder (SimCLR); needs no labels."""
     model = SimCLR(image_size, channels, feature_dim, projection_dim, temperature, shift, zoom, blur, noise, jitter,
