@@ -47,13 +47,13 @@ def conv_decoder(image_size: int, channels: int, latent_dim: int, filters: int) 
 
 
 class LatentModel(keras.Model):
-    """What the autoencoder and the VAE share: an encoder to a vector, a decoder back, and their capabilities."""
+    """What the autoencoder and the VAE share: an encoder to a vector, a decoder back (both set by the subclass), and
+    their capabilities."""
 
     def __init__(self, image_size: int, channels: int, latent_dim: int, filters: int, **kwargs):
         super().__init__(**kwargs)
         check_image_size(type(self).__name__.lower(), image_size)
         self.image_size, self.channels, self.latent_dim, self.filters = image_size, channels, latent_dim, filters
-        self.decoder = conv_decoder(image_size, channels, latent_dim, filters)
 
     def build(self, input_shape):
         self.built = True
@@ -84,6 +84,7 @@ class Autoencoder(LatentModel):
         if loss not in LOSSES:
             raise ModelError(f"unknown autoencoder loss '{loss}'. Choose one of: {', '.join(LOSSES)}")
         self.loss_name = loss
+        self.decoder = conv_decoder(image_size, channels, latent_dim, filters)
         self.encoder = keras.Sequential([keras.Input((image_size, image_size, channels)), *conv_trunk(filters),
                                          layers.Dense(latent_dim)],
                                         name="encoder")
