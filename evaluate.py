@@ -177,6 +177,29 @@ def run_retrieval(args) -> None:
           f"wrote {out}/retrieval.json, {out}/retrieval.png")
 
 
+def add_reconstruct(commands) -> None:
+    parser = subcommand(commands, "reconstruct", run_reconstruct)
+    parser.add_argument("--run", required=True, help="run folder of a model that reconstructs (autoencoder, vae)")
+    parser.add_argument("--judge", metavar="RUN", help="a trained classifier run that names the class of each image")
+    parser.add_argument("--seed", type=int, default=0, help="with --judge: sampling seed of the judged generated "
+                                                            "images, for models that generate (0)")
+    parser.add_argument("--out", help="folder for reconstruct.json/.png (default RUN/reconstruct)")
+
+
+def run_reconstruct(args) -> None:
+    """How well an autoencoder or VAE keeps shape and class: MSE, SSIM, the judge's class kept.
+
+    Reconstruct the run's held-out validation images and the rendered Milky Way; write reconstruct.json (pixel
+    MSE, SSIM and, with --judge, the share of reconstructions whose class the judge keeps) and reconstruct.png
+    (originals above reconstructions)."""
+    from evaluation.reconstruct import evaluate_reconstruction, format_results
+
+    out = default_out(args, "reconstruct")
+    result = evaluate_reconstruction(args.run, args.judge, out, seed=args.seed)
+    print(format_results(result))
+    print(f"{result['n']} held-out images; wrote {out}/reconstruct.json, {out}/reconstruct.png")
+
+
 def add_generate(commands) -> None:
     parser = subcommand(commands, "generate", run_generate)
     parser.add_argument("--run", required=True, help="run folder written by train.py")
@@ -268,7 +291,8 @@ def run_paper(args) -> None:
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="evaluate.py", description="Evaluate astrozoo models and write results.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=cli.Parser)
-    for add_command in (add_benchmark, add_neighbours, add_retrieval, add_generate, add_score, add_paper):
+    for add_command in (add_benchmark, add_neighbours, add_retrieval, add_reconstruct, add_generate, add_score,
+                        add_paper):
         add_command(commands)
     return parser
 

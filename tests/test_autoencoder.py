@@ -32,3 +32,16 @@ def test_loss_option_is_saved_and_checked(tmp_path):
     assert keras.saving.load_model(tmp_path / "ae.keras").loss_name == "mse"
     with pytest.raises(ModelError, match="unknown autoencoder loss 'l1'. Choose one of: bce, mse"):
         zoo.create("autoencoder", loss="l1")
+
+
+def test_resnet_preset_is_saved_and_the_seed_stays_the_default(tmp_path):
+    assert zoo.create("autoencoder").count_params() == 132_611
+    model = zoo.create("autoencoder", preset="resnet")
+    assert model.count_params() == 816_387
+    images = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
+    model.save(tmp_path / "ae.keras")
+    loaded = keras.saving.load_model(tmp_path / "ae.keras")
+    assert loaded.preset == "resnet"
+    np.testing.assert_array_equal(loaded.reconstruct(images), model.reconstruct(images))
+    with pytest.raises(ModelError, match="unknown autoencoder preset 'wide'. Choose one of: seed, resnet"):
+        zoo.create("autoencoder", preset="wide")

@@ -51,6 +51,7 @@ OPTION_RANGES = {
     "beta": Range(0),
     "gp_weight": Range(0),
     "drift_weight": Range(0),
+    "min_sigma": Range(0),            # the VAE's floor of its pixel σ; 0: none
     "shift": Range(0, 0.25),         # simclr's augmentations: shift (share of the side), zoom (factor), blur (share)
     "zoom": Range(1),
     "blur": Range(0, 1),
