@@ -89,7 +89,7 @@ def test_generate_is_reproducible_and_near_reports_the_reconstruction(runs, tmp_
 
 BAD_INPUT = [
     (["neighbours", "--run", "{classifier}", "--embedding", "latent"],
-     "error: model 'classifier' has no latent space. Use --embedding scores or a run of autoencoder/vae"),
+     "error: model 'classifier' has no latent space. Use --embedding scores or a run of autoencoder/simclr/vae"),
     (["neighbours", "--run", "{autoencoder}", "--k", "0"], "error: argument --k: expected a positive whole number"),
     (["neighbours", "--run", "{autoencoder}", "--k", "41"],
      "error: --k must be between 1 and the 40 images in the gallery, got 41. Use e.g. --k 10"),
@@ -124,6 +124,6 @@ def test_a_model_without_a_latent_space_exits_2_from_the_shell(runs, tmp_path):
                              "--embedding", "latent"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert result.stderr == ("error: model 'classifier' has no latent space. "
-                             "Use --embedding scores or a run of autoencoder/vae\n")
+                             "Use --embedding scores or a run of autoencoder/simclr/vae\n")
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
     assert not any((Path(run) / "neighbours").exists() for run in runs.values())

@@ -107,7 +107,7 @@ def test_models_without_the_asked_embedding_are_refused_with_the_alternative():
     with pytest.raises(ModelError) as refused:
         embedder(classifier, "latent")
     assert str(refused.value) == ("model 'classifier' has no latent space. "
-                                  "Use --embedding scores or a run of autoencoder/vae")
+                                  "Use --embedding scores or a run of autoencoder/simclr/vae")
     with pytest.raises(ModelError, match="model 'autoencoder' has no class scores. Use --embedding latent or a run "
                                          "of classifier"):
         embedder(zoo.create("autoencoder", image_size=16), "scores")
