@@ -84,8 +84,8 @@ BAD_INPUT = [
     (["reconstruct", "--run", "{vae}", "--judge", "not-a-run"], "error: 'not-a-run' is not a finished run folder"),
     (["reconstruct", "--run", "{vae}", "--judge", "{vae}"],
      "error: --judge run '{vae}' is a vae, which does not classify images. Pass a run of classifier"),
-    (["reconstruct", "--run", "{vae}", "--out", "a-file/out"], "error: cannot write to --out a-file/out (Not a directory)"
-     ". Choose a folder you can write"),
+    (["reconstruct", "--run", "{vae}", "--out", "a-file/out"],
+     "error: cannot write to --out a-file/out (Not a directory). Choose a folder you can write"),
     (["reconstruct", "--judge", "{classifier}"], "error: the following arguments are required: --run"),
 ]
 
