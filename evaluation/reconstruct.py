@@ -45,8 +45,8 @@ class Judge:
         if self.model.channels != channels:
             raise DataError(f"--judge run '{run_dir}' classifies {self.model.channels}-channel images, the "
                             f"reconstructions have {channels}. Pass a judge trained on images of this kind")
-        self.size = load_config(run_dir).image_size
-        self.class_names = tuple(json.loads((Path(run_dir) / "config.json").read_text())["class_names"])
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+        self.size, self.class_names = config["image_size"], tuple(config["class_names"])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """The judge's class index of each image."""
@@ -101,6 +101,20 @@ def judge_generated(model, judge: Judge, n: int, seed: int, batch_size: int) -> 
             "judge_class_shares": {name: float(np.mean(classes == c)) for c, name in enumerate(judge.class_names)}}
 
 
+def judge_summary(judge: Judge, judged: np.ndarray, judged_reconstructions: np.ndarray, labels: np.ndarray,
+                  class_names: tuple[str, ...]) -> dict:
+    """The share of reconstructions whose judged class is the original's, overall and per class (the true class,
+    else the judge's class of the original), and the judge's accuracy when it knows the dataset's classes."""
+    kept = judged == judged_reconstructions
+    groups, group_names = (labels, class_names) if class_names else (judged, judge.class_names)
+    same_classes = judge.class_names == tuple(class_names)
+    return {"run": judge.run, "class_names": list(judge.class_names),
+            "class_kept": float(kept.mean()), "class_kept_per_class": per_group(kept, groups, group_names),
+            "accuracy_on_originals": float(np.mean(judged == labels)) if same_classes else None,
+            "accuracy_on_reconstructions": float(np.mean(judged_reconstructions == labels)) if same_classes else None,
+            "generated": None}
+
+
 def evaluate_reconstruction(run_dir: str | Path, judge_run: str | Path | None = None,
                             out_dir: str | Path | None = None, seed: int = 0, batch_size: int = 256) -> dict:
     """Reconstruction errors on the run's validation split and of the Milky Way; with `judge_run`, the share of
@@ -152,15 +166,7 @@ def evaluate_reconstruction(run_dir: str | Path, judge_run: str | Path | None = 
     if judge is not None:
         judged, judged_reconstructions = np.concatenate(judged), np.concatenate(judged_reconstructions)
         kept = judged == judged_reconstructions
-        groups, group_names = (labels, source.class_names) if source.labeled else (judged, judge.class_names)
-        same_classes = judge.class_names == tuple(source.class_names)
-        result["judge"] = {
-            "run": judge.run, "class_names": list(judge.class_names),
-            "class_kept": float(kept.mean()), "class_kept_per_class": per_group(kept, groups, group_names),
-            "accuracy_on_originals": float(np.mean(judged == labels)) if same_classes else None,
-            "accuracy_on_reconstructions": float(np.mean(judged_reconstructions == labels)) if same_classes else None,
-            "generated": None,
-        }
+        result["judge"] = judge_summary(judge, judged, judged_reconstructions, labels, source.class_names)
         if "generate" in capabilities:
             result["judge"]["generated"] = {
                 **judge_generated(model, judge, len(errors), seed, batch_size),
