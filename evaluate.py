@@ -169,7 +169,7 @@ def run_retrieval(args) -> None:
     from evaluation.retrieval import evaluate_retrieval, format_results
 
     if not args.run:
-        raise cli.UsageError("retrieval needs --run. Pass a run folder of autoencoder, vae or classifier")
+        raise cli.UsageError("retrieval needs --run. Pass a run folder of autoencoder, vae, simclr or classifier")
     out = default_out(args, "retrieval")
     results = evaluate_retrieval(args.run, args.k, args.embedding, out, **gallery_overrides(args))
     print(format_results(results))

@@ -12,6 +12,7 @@ from core.errors import ModelError
 from core.files import write_png
 from core.runs import TrainConfig
 from training import train
+from training.run import resolve_recipe
 from zoo.simclr import GalaxyAugment, nt_xent
 
 AUGMENT = dict(shift=0.06, zoom=1.15, blur=1.0, noise=0.03, jitter=0.25)
@@ -115,6 +116,14 @@ def test_bad_options_are_refused_with_what_to_do():
         zoo.create("simclr", zoom=0.9)
     with pytest.raises(ModelError, match="option temperature=0 of model 'simclr' must be a number above 0"):
         zoo.create("simclr", temperature=0)
+
+
+def test_epochs_and_batch_size_left_out_are_the_models_own_else_10_and_32():
+    for config, expected in ((TrainConfig(model="classifier"), (10, 32)), (TrainConfig(model="simclr"), (25, 256)),
+                             (TrainConfig(model="simclr", epochs=3, batch_size=8), (3, 8)),
+                             (TrainConfig(model="simclr", options={"epochs": 40}), (40, 256))):
+        resolve_recipe(config)
+        assert (config.epochs, config.batch_size) == expected
 
 
 def test_a_labeled_run_logs_knn_accuracy_and_uses_the_models_own_batch_size(tmp_path):
