@@ -21,7 +21,7 @@ venv: $(RUNTIME)
 
 demo: $(RUNTIME)
 	$(PY) train.py --model classifier --limit 4000 --epochs 8
-	$(PY) train.py --model vae --limit 4000 --epochs 5
+	$(PY) train.py --model vae --limit 4000
 	@echo "run folders: $$(ls -d runs/classifier-* runs/vae-* | tail -n 2 | tr '\n' ' ')"
 
 test: $(DEV)

@@ -1,11 +1,12 @@
 """A convolutional VAE that generates galaxies from N(0, I) and keeps their shape when it reconstructs them.
 
 Preset `resnet` (default): the residual encoder and decoder of zoo/autoencoder.py and a Gaussian likelihood whose
-standard deviation σ is the batch's own reconstruction RMS per channel (the "σ-VAE" of Rybkin et al. 2021),
--log p(x|z) = D/2·log(2π·σ²) + D/2 with σ² = MSE, but never below `min_sigma`. The galaxies are mostly dark sky,
-where the seed's pixel BCE is nearly flat: it blurred every galaxy into a round blob and used 22 nats of latent.
+standard deviation σ is the batch's own reconstruction RMS per channel (the "σ-VAE" of Rybkin et al. 2021) but
+never below `min_sigma`: -log p(x|z) = D/2·(log(2π·σ²) + MSE/σ²), σ² = max(MSE, min_sigma²). The galaxies are
+mostly dark sky, where the seed's pixel BCE is nearly flat: it blurred every galaxy into a round blob and used
+22 nats of latent.
 A Gaussian weighs pixel errors by how well the model reconstructs; the floor keeps that weight from growing so
-large that the codes become a lookup table (1,000 nats) that no sample of the prior resembles.
+large that the codes become a lookup table (177 nats here) that no sample of the prior resembles.
 
 Sampling. After 1,000 steps the codes of real galaxies do not fill N(0, I) (their variance was 0.4 per
 component, and correlated), so decoding N(0, I) samples directly draws shapes no galaxy has. The model keeps the
