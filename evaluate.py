@@ -187,14 +187,14 @@ def run_serve(args) -> None:
     from evaluation.serve import listen, measure_latency, open_search, serve, url_of
 
     out = default_out(args, "serve") if args.measure else None
-    sock = listen(args.host, args.port)
-    search = open_search(args.run, args.index, args.embedding, **gallery_overrides(args))
-    if out is None:
-        print(f"serving {url_of(sock)} ({len(search.gallery):,} galaxies of {search.about['dataset']}, "
-              f"{search.about['embedding']} embedding); Ctrl+C stops it", flush=True)
-        serve(search, sock)
-        return
-    result = measure_latency(search, sock, args.measure)
+    with listen(args.host, args.port) as sock:
+        search = open_search(args.run, args.index, args.embedding, **gallery_overrides(args))
+        if out is None:
+            print(f"serving {url_of(sock)} ({len(search.gallery):,} galaxies of {search.about['dataset']}, "
+                  f"{search.about['embedding']} embedding); Ctrl+C stops it", flush=True)
+            serve(search, sock)
+            return
+        result = measure_latency(search, sock, args.measure)
     for kind, times in result["queries"].items():
         print(f"{kind:>10}: median {times['median_ms']:.1f} ms, 95th percentile {times['p95_ms']:.1f} ms")
     print(f"{args.measure} queries of each kind, k {result['k']}, over {result['gallery_size']:,} galaxies "

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import io
 import math
+import os
 import socket
 import statistics
 import threading
@@ -219,7 +220,8 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port))
     except OSError as error:
-        raise UsageError(f"cannot listen on {host}:{port} ({error.strerror or error}). "
+        reason = os.strerror(error.errno) if error.errno else str(error)  # create_server appends the address
+        raise UsageError(f"cannot listen on {host}:{port} ({reason}). "
                          "Pass a free --port, or a --host of this machine such as 127.0.0.1") from None
 
 
