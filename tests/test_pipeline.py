@@ -48,6 +48,14 @@ def test_resize_and_centre_crop():
     assert resized[0, 0, 0, 0] == 0
 
 
+@pytest.mark.parametrize("shape, crop", [((37, 53, 3), None), ((256, 256, 3), 0.37), ((45, 45, 1), 0.5)])
+def test_a_query_is_prepared_exactly_like_the_dataset(shape, crop):
+    images = np.random.default_rng(0).integers(0, 256, (3, *shape), dtype=np.uint8)
+    dataset, _ = to_numpy(make_dataset(ArraySource(images), image_size=24, crop=crop, cache=False))
+    for image, expected in zip(images, dataset):
+        np.testing.assert_array_equal(prepare_image(image, 24, crop)[0], expected)
+
+
 def test_shuffle_changes_order_but_not_content(striped_source):
     images, labels = to_numpy(make_dataset(striped_source, image_size=24, shuffle=True, seed=1))
     assert not np.array_equal(labels, striped_source.labels())
