@@ -98,6 +98,7 @@ class Search:
 
     def __post_init__(self):
         self.milky_way = load_query(MILKY_WAY, self.spec, self.source.channels)
+        self.embed(self.milky_way)  # the model's first call traces it: done here, not in the first query
         self.thumbnail = functools.lru_cache(THUMBNAILS_CACHED)(self._thumbnail)
 
     def check_k(self, k: str | int) -> int:
