@@ -113,8 +113,9 @@ def embedder(model, embedding: str) -> Callable[[np.ndarray], np.ndarray]:
     if capability not in offered:
         meaning = {"latent": "latent space", "scores": "class scores"}[embedding]
         others = [f"--embedding {name}" for name, needed in EMBEDDING_CAPABILITY.items() if needed in offered]
-        raise ModelError(f"model '{model.zoo_name}' has no {meaning}. Use {others[0] if others else '--embedding pixels'}"
-                         f" or a run of {models_like(model, capability)}")
+        instead = others[0] if others else "--embedding pixels"
+        raise ModelError(f"model '{model.zoo_name}' has no {meaning}. Use {instead} or a run of "
+                         f"{models_like(model, capability)}")
     method = getattr(model, capability)
     return lambda images: np.asarray(method(images), np.float32).reshape(len(images), -1)
 

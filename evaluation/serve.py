@@ -171,7 +171,10 @@ class Search:
 def open_search(run_dir: str | Path | None, index_path: str | Path, embedding: str | None = None,
                 **spec_overrides) -> Search:
     """The run's model and gallery (`spec_overrides` as in `gallery_spec`), its index from `index_path`, built
-    and saved there first when the file does not exist (as `neighbours --index` does)."""
+    and saved there first when the file does not exist (as `neighbours --index` does).
+
+    The one place the server opens an index; of it, the server uses `len`, `search(vectors, k)`, `labels`,
+    `embeddings` (a gallery galaxy's own vector) and `index` (its FAISS type, for --measure)."""
     spec = gallery_spec(run_dir, **spec_overrides)
     model = zoo.load(run_dir) if run_dir is not None else None
     embedding = embedding or default_embedding(model)

@@ -92,7 +92,8 @@ def test_tiling_then_stitching_restores_the_image():
 def test_images_of_different_sizes_are_resized_to_one_size():
     class Mixed(ArraySource):
         def read(self, start, stop):
-            return [np.full((10 + 5 * i, 20, 3), 50 * i, np.uint8) for i in range(start, stop)], self._labels[start:stop]
+            images = [np.full((10 + 5 * i, 20, 3), 50 * i, np.uint8) for i in range(start, stop)]
+            return images, self._labels[start:stop]
 
     source = Mixed(np.zeros((4, 1, 1, 3), np.uint8))
     images, _ = to_numpy(make_dataset(source, image_size=8, batch_size=3))

@@ -145,7 +145,8 @@ def tiny_png() -> bytes:
     ("get", "/api/neighbours?index=2.5", None, 400, "the galaxy index must be a whole number from 0 to 39, got '2.5'"),
     ("get", "/api/galaxies/-1.png", None, 404, "the galaxy index must be a whole number from 0 to 39, got '-1'"),
     ("post", "/api/neighbours", b"GIF89a not really", 415,
-     "the upload is not an image that can be read (corrupt, or not a PNG or JPEG). Choose a PNG or JPEG image of a galaxy"),
+     "the upload is not an image that can be read (corrupt, or not a PNG or JPEG). Choose a PNG or JPEG image of a "
+     "galaxy"),
     ("post", "/api/neighbours", b"", 400, "the upload is empty. Choose a PNG or JPEG image of a galaxy"),
     ("post", "/api/neighbours", tiny_png(), 422, "the uploaded image is 8×8 px, smaller than the 16×16 px the model "
                                                  "looks at. Upload a cut-out of at least 16×16 px"),
