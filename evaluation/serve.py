@@ -11,7 +11,6 @@ import contextlib
 import functools
 import io
 import math
-import os
 import socket
 import statistics
 import threading
@@ -224,9 +223,9 @@ def create_app(search: Search) -> FastAPI:
 def listen(host: str, port: int) -> socket.socket:
     """A socket listening on host:port (0: any free port), so a port in use stops the command before any work."""
     try:
-        return socket.create_server((host, port))
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)  # create_server appends the address
+        reason = (error.strerror or str(error)).split(" (while attempting")[0]  # the address create_server appends
         raise UsageError(f"cannot listen on {host}:{port} ({reason}). "
                          "Pass a free --port, or a --host of this machine such as 127.0.0.1") from None
 
