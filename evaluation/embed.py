@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import zoo
 from core.errors import DataError, ModelError
-from core.files import make_folder, write_atomic, write_json
+from core.files import make_folder, writable, write_atomic, write_json
 from datasets.source import Source, Subset
 from evaluation.neighbours import GallerySpec, default_embedding, embed_source, embedder, gallery_info, gallery_spec
 
@@ -156,13 +156,11 @@ def embed_manifest(spec: GallerySpec, embedding: str, run_dir: str | Path | None
 
 
 def check_manifest(folder: Path, manifest: dict) -> None:
-    """Writes the manifest into an empty folder, or checks that the one there describes the same embedding."""
-    path = folder / MANIFEST
-    if not path.exists():
-        if any(folder.iterdir()):
-            raise DataError(f"{folder} already holds files and no {MANIFEST}. Pass an empty or new --out folder")
-        write_json(path, manifest)
+    """A folder that is new, empty, or holds shards of this very embedding (the same manifest); reads only."""
+    if not folder.exists() or not any(folder.iterdir()):
         return
+    if not (folder / MANIFEST).exists():
+        raise DataError(f"{folder} already holds files and no {MANIFEST}. Pass an empty or new --out folder")
     saved = read_manifest(folder)
     changed = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in manifest.items() if saved.get(key) != value]
     if changed:
@@ -208,14 +206,17 @@ def embed_shards(out: str | Path, run_dir: str | Path | None = None, embedding: 
     embedding = embedding or default_embedding(model)
     embedder(model, embedding)  # a model that cannot embed this way stops here, before any data is read
     source = spec.open()
-    folder = make_folder(out)
+    folder = writable(out)
     manifest = embed_manifest(spec, embedding, run_dir, len(source), shard_rows)
     check_manifest(folder, manifest)
     missing = [shard for shard in range(manifest["shards"]) if not shard_path(folder, shard).exists()]
     if not missing:
         return manifest
-    workers = connect(address, workers)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    workers = min(connect(address, workers), len(missing))
+    if not (folder / MANIFEST).exists():
+        write_json(make_folder(folder) / MANIFEST, manifest)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # one bar of our own, in images
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     shards = ray.data.from_items([{"shard": shard} for shard in missing], override_num_blocks=len(missing))
     written = shards.map_batches(
         ShardEmbedder, batch_size=1, num_cpus=1, compute=ray.data.ActorPoolStrategy(size=workers),

@@ -122,7 +122,8 @@ def build_ivf(folder: Path, shards: list[Path], manifest: dict, parameters: dict
                 bar.update(ray.get(done[0]))
 
     ray_errors(wait_all)
-    merge_ondisk(trained, parts, str(folder / "lists.ivfdata"))
+    with c_stdout_silenced():  # FAISS prints the size of the lists file it grows
+        merge_ondisk(trained, parts, str(folder / "lists.ivfdata"))
     for part in parts:
         Path(part).unlink()
     faiss.extract_index_ivf(trained).nprobe = parameters["nprobe"]

@@ -1,4 +1,6 @@
-"""Shared test set-up: quiet TensorFlow, Agg plots, one random seed per test, tiny in-memory galaxy sources."""
+"""Shared test set-up: quiet TensorFlow, Agg plots, one random seed per test, tiny in-memory galaxy sources, one local
+Ray for the session."""
+import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -33,3 +35,27 @@ def striped_source():
     images[labels == 0, ::4] = 220
     images[labels == 1, :, ::4] = 220
     return ArraySource(images, labels, ("rows", "columns"), name="stripes")
+
+
+@pytest.fixture
+def striped_folder(tmp_path, striped_source):
+    """The striped images as PNG files in class sub-folders (rows/, columns/), a real `folder` dataset."""
+    import cv2
+
+    images, labels = striped_source.read(0, len(striped_source))
+    for k, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / "stripes" / striped_source.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{k:02d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return tmp_path / "stripes"
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray of 2 CPUs for the whole session (starting one takes seconds); the code under test joins it."""
+    import ray
+
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()

@@ -43,18 +43,19 @@ def clustered(centers: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np
     return centers[labels] + rng.standard_normal((n, centers.shape[1]), dtype=np.float32), labels
 
 
-def write_synthetic(folder: Path, n: int, dimension: int, seed: int = 0) -> None:
+def write_synthetic(folder: Path, n: int, dimension: int, seed: int = 0, shard_rows: int = SHARD_ROWS,
+                    cluster_size: int = CLUSTER_SIZE) -> None:
     """Shards of n clustered vectors as `evaluate.py embed` writes them, and QUERIES fresh queries (queries.npy)."""
     rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((max(1, n // CLUSTER_SIZE), dimension), dtype=np.float32)
-    shards = -(-n // SHARD_ROWS)
+    centers = rng.standard_normal((max(1, n // cluster_size), dimension), dtype=np.float32)
+    shards = -(-n // shard_rows)
     for shard in range(shards):
-        start = shard * SHARD_ROWS
-        vectors, labels = clustered(centers, min(SHARD_ROWS, n - start), rng)
+        start = shard * shard_rows
+        vectors, labels = clustered(centers, min(shard_rows, n - start), rng)
         rows = np.arange(start, start + len(vectors))
         write_shard(shard_path(folder, shard), vectors_table({"row": rows, "dataset_index": rows, "label": labels},
                                                              vectors))
-    write_json(folder / MANIFEST, {"embedding": "synthetic", "n": n, "shard_rows": SHARD_ROWS, "shards": shards})
+    write_json(folder / MANIFEST, {"embedding": "synthetic", "n": n, "shard_rows": shard_rows, "shards": shards})
     np.save(folder / "queries.npy", clustered(centers, QUERIES, rng)[0])
 
 
