@@ -102,16 +102,24 @@ class ShardEmbedder:
         self.source = spec.open()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        written = []
+        """Embeds and writes the shards of `batch`; a bad image comes back as an `error` message, not raised,
+        since Ray would hand the command its own exception without the project's one-line message."""
+        written, errors = [], []
         for shard in batch["shard"]:
             start = int(shard) * self.shard_rows
             rows = Subset(self.source, np.arange(start, min(start + self.shard_rows, len(self.source))))
-            vectors, labels = embed_source(rows, {"embedding": self.embed}, self.spec, batch_size=EMBED_BATCH,
-                                           progress=False)
+            try:
+                vectors, labels = embed_source(rows, {"embedding": self.embed}, self.spec, batch_size=EMBED_BATCH,
+                                               progress=False)
+            except (DataError, ModelError) as error:
+                written.append(0)
+                errors.append(str(error))
+                continue
             write_shard(shard_path(self.folder, int(shard)), shard_table(self.source, start, vectors["embedding"],
                                                                          labels))
             written.append(len(rows))
-        return {"shard": batch["shard"], "rows": np.array(written, np.int64)}
+            errors.append("")
+        return {"shard": batch["shard"], "rows": np.array(written, np.int64), "error": np.array(errors)}
 
 
 def connect(address: str | None = None, workers: int | None = None) -> int:
@@ -122,7 +130,7 @@ def connect(address: str | None = None, workers: int | None = None) -> int:
     if not ray.is_initialized():
         os.environ.setdefault("RAY_worker_niceness", "0")  # a local Ray's workers at our priority (Ray's default: 15)
         try:
-            ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR)
         except (ConnectionError, ValueError, RuntimeError) as error:
             raise DataError(f"cannot reach a Ray cluster at {address} ({' '.join(str(error).split())[:200]}). "
                             "Check --address (host:port of 'ray start --head'), or leave it out for a local Ray"
@@ -132,21 +140,6 @@ def connect(address: str | None = None, workers: int | None = None) -> int:
         raise DataError(f"--workers {workers} is more than the {cpus} CPUs of the Ray cluster. "
                         f"Use --workers {cpus} or fewer, or add nodes")
     return workers or max(1, cpus)
-
-
-def ray_errors(call):
-    """Runs `call()`; a project error raised inside a Ray worker comes back as itself (one line, no traceback)."""
-    import ray
-
-    try:
-        return call()
-    except ray.exceptions.RayError as error:
-        cause = error
-        while cause is not None and not isinstance(cause, (DataError, ModelError)):
-            cause = getattr(cause, "cause", None) or cause.__cause__
-        if cause is None:
-            raise
-        raise type(cause)(str(cause)) from None
 
 
 def embed_manifest(spec: GallerySpec, embedding: str, run_dir: str | Path | None, n: int, shard_rows: int) -> dict:
@@ -216,7 +209,7 @@ def embed_shards(out: str | Path, run_dir: str | Path | None = None, embedding: 
     if not (folder / MANIFEST).exists():
         write_json(make_folder(folder) / MANIFEST, manifest)
     ray.data.DataContext.get_current().enable_progress_bars = False  # one bar of our own, in images
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its execution notes; a failure still raises
     shards = ray.data.from_items([{"shard": shard} for shard in missing], override_num_blocks=len(missing))
     written = shards.map_batches(
         ShardEmbedder, batch_size=1, num_cpus=1, compute=ray.data.ActorPoolStrategy(size=workers),
@@ -225,10 +218,10 @@ def embed_shards(out: str | Path, run_dir: str | Path | None = None, embedding: 
     remaining = len(source) - sum(min(shard_rows, len(source) - shard * shard_rows)
                                   for shard in range(manifest["shards"]) if shard not in missing)
 
-    def run() -> None:
-        with tqdm(total=remaining, unit="img", desc=f"embedding {source.name} on {workers} Ray workers") as bar:
-            for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
-                bar.update(int(batch["rows"].sum()))
-
-    ray_errors(run)
+    with tqdm(total=remaining, unit="img", desc=f"embedding {source.name} on {workers} Ray workers") as bar:
+        for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
+            failed = [message for message in batch["error"] if message]
+            if failed:
+                raise DataError(failed[0])
+            bar.update(int(batch["rows"].sum()))
     return manifest

@@ -5,8 +5,9 @@ Up to an exact limit the index is exact (a flat L2 scan). Past it, an IVF index:
 sample, each group of shards added to a copy of the trained index by a Ray task, and the parts merged on disk
 (FAISS OnDiskInvertedLists, `faiss.contrib.ondisk.merge_ondisk`), so the inverted lists are a file that queries
 memory-map and the gallery may be larger than memory. The number of cells grows as √N and the cells probed with
-it; `ivf-pq` stores 4× compressed codes per vector and re-ranks 8× k candidates by their exact distance, read
-from a memory-mapped copy of the vectors. Every choice is recorded in index.json.
+it; `ivf-pq` (auto's choice for the largest galleries) stores 16× smaller codes per vector and re-ranks 8× k
+candidates by their exact distance, read from a memory-mapped copy of the vectors. Every choice is recorded in
+index.json.
 
 IDX/ holds index.json, index.faiss (+ lists.ivfdata for IVF), labels.npy, rows.parquet (dataset_index and the
 source's metadata per row) and, for re-ranking, vectors.npy.
@@ -25,34 +26,39 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import DataError
 from core.files import writable, write_atomic, write_json
-from evaluation.embed import connect, open_embeddings, ray_errors, shard_vectors
+from evaluation.embed import connect, open_embeddings, shard_vectors
 from evaluation.neighbours import EXACT_LIMIT, HNSW_LINKS, HNSW_SEARCH_DEPTH, Gallery, check_k
 
 KINDS = ("auto", "flat", "ivf-flat", "ivf-pq", "hnsw")
 RERANK_FACTOR = 8           # ivf-pq: candidates re-ranked exactly per neighbour asked
 PART_ROWS = 1_000_000       # at most this many vectors per Ray task adding shards (its part is held in memory)
+IVF_FLAT_LIMIT = 2_000_000  # auto: more vectors than this get PQ codes (ivf-flat's lists: 4 bytes a component)
 MAX_CELLS = 65_536
 INFO = "index.json"
 
 
 def index_parameters(n: int, dimension: int, kind: str = "auto", exact_limit: int = EXACT_LIMIT,
                      rerank: bool = True) -> dict:
-    """The index kind and its parameters for n vectors: nlist ≈ √N cells (a power of two), nprobe = nlist / 32
-    of them searched (16 to 64), 64 training vectors per cell; PQ with one byte per 4 components."""
+    """The index kind and its parameters for n vectors. auto: exact up to `exact_limit`, ivf-flat up to
+    IVF_FLAT_LIMIT, then ivf-pq, whose 16× smaller codes let a query scan 4× more cells in less time. nlist ≈ √N
+    cells (a power of two), 64 training vectors per cell; nprobe = nlist / 32 of them searched (16 to 64), with
+    PQ nlist / 16 (16 to 256); PQ with one byte per 4 components."""
     if kind not in KINDS:
         raise DataError(f"unknown index kind '{kind}'. Choose one of: {', '.join(KINDS)}")
     if kind == "auto":
-        kind = "flat" if n <= exact_limit else "ivf-flat"
+        kind = "flat" if n <= exact_limit else "ivf-flat" if n <= IVF_FLAT_LIMIT else "ivf-pq"
     parameters: dict = {"kind": kind}
     if kind == "hnsw":
         parameters.update(links=HNSW_LINKS, search_depth=HNSW_SEARCH_DEPTH)
     if kind.startswith("ivf"):
         nlist = min(MAX_CELLS, 2 ** math.ceil(math.log2(max(2.0, math.sqrt(n)))))
-        parameters.update(nlist=nlist, nprobe=min(nlist, max(16, min(64, nlist // 32))),
+        share, most = (16, 256) if kind == "ivf-pq" else (32, 64)
+        parameters.update(nlist=nlist, nprobe=min(nlist, max(16, min(most, nlist // share))),
                           train_size=min(n, max(64 * nlist, 10_000)))
     if kind == "ivf-pq":
         parameters["pq_bytes"] = max(m for m in range(1, max(1, dimension // 4) + 1) if dimension % m == 0)
@@ -65,10 +71,20 @@ def factory_string(parameters: dict) -> str:
     return f"IVF{parameters['nlist']},{codes}"
 
 
-def read_columns(shards: list[Path], columns: list[str]):
-    """(shard, table of `columns`) one shard at a time, so no more than a shard is in memory."""
+def read_columns(shards: list[Path], columns: list[str] | None):
+    """(shard, table of `columns`) one shard at a time, so no more than a shard is in memory; a DataError naming
+    a shard that cannot be read (the driver reads every shard before Ray tasks do)."""
     for path in shards:
-        yield path, pq.read_table(path, columns=columns)
+        yield path, read_shard(pq.read_table, path, columns=columns)
+
+
+def read_shard(read, path: Path, **options):
+    """`read(path, **options)` (a pyarrow reader), a DataError naming the shard when it is not whole Parquet."""
+    try:
+        return read(path, **options)
+    except (OSError, pa.ArrowException) as error:
+        raise DataError(f"shard {path} cannot be read ({' '.join(str(error).split())[:200]}). Delete it and "
+                        "rerun the same 'evaluate.py embed' command to write it again") from None
 
 
 def training_sample(shards: list[Path], n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -114,14 +130,10 @@ def build_ivf(folder: Path, shards: list[Path], manifest: dict, parameters: dict
     task = ray.remote(num_cpus=1)(add_part)
     pending = [task.remote(blob, group, part) for group, part in zip(groups, parts)]
 
-    def wait_all() -> None:
-        with tqdm(total=manifest["n"], unit="vec", desc=f"adding shards in {len(groups)} Ray tasks") as bar:
-            remaining = pending
-            while remaining:
-                done, remaining = ray.wait(remaining, num_returns=1)
-                bar.update(ray.get(done[0]))
-
-    ray_errors(wait_all)
+    with tqdm(total=manifest["n"], unit="vec", desc=f"adding shards in {len(groups)} Ray tasks") as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            bar.update(ray.get(done[0]))
     with c_stdout_silenced():  # FAISS prints the size of the lists file it grows
         merge_ondisk(trained, parts, str(folder / "lists.ivfdata"))
     for part in parts:
@@ -169,12 +181,12 @@ def folder_bytes(folder: Path) -> int:
 def build_sharded_index(embeddings: str | Path, out: str | Path, kind: str = "auto",
                         exact_limit: int = EXACT_LIMIT, rerank: bool = True, address: str | None = None) -> dict:
     """Builds IDX/ `out` from the shards of `embeddings` (written whole under a temporary name); returns its info."""
-    manifest, shards = open_embeddings(embeddings)
-    dimension = pq.read_schema(shards[0]).field("embedding").type.list_size
-    parameters = index_parameters(manifest["n"], dimension, kind, exact_limit, rerank)
     out = writable(out)
+    manifest, shards = open_embeddings(embeddings)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} already exists. Delete it to rebuild the index, or pass another --out")
+    dimension = read_shard(pq.read_schema, shards[0]).field("embedding").type.list_size
+    parameters = index_parameters(manifest["n"], dimension, kind, exact_limit, rerank)
     info = {**manifest, **parameters, "embeddings": str(Path(embeddings).resolve())}
     started = time.perf_counter()
 

@@ -24,6 +24,8 @@ import zoo
 from core.errors import ModelError
 from core.files import write_atomic
 from datasets.star_fields import write_cil
+from evaluation.embed import SHARD_ROWS, embed_manifest
+from evaluation.neighbours import GallerySpec
 from zoo.scorers import ForestScorer
 
 TINY = ["--image-size", "16", "--epochs", "1", "--batch-size", "4"]
@@ -407,19 +409,22 @@ def test_embed_and_index_refuse_bad_input_in_one_line_and_write_nothing(local_ra
         assert one_line_error(capfd, evaluate.main, argv).startswith(message), argv
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
 
-    evaluate.main(["embed", *gallery, "--out", str(emb)])
-    capfd.readouterr()
+    emb.mkdir()
+    manifest = embed_manifest(GallerySpec(image_size=16, limit=20), "pixels", None, 20, SHARD_ROWS)
+    (emb / "manifest.json").write_text(json.dumps(manifest))
     shard = emb / "shard-00000.parquet"
-    written = shard.read_bytes()
+    shard.write_bytes(b"PAR1 a finished shard")
     err = one_line_error(capfd, evaluate.main, ["embed", *gallery[:-1], "30", "--out", str(emb)])
     assert err == (f"error: {emb} holds embeddings of another run or data (limit 20 -> 30, n 20 -> 30). Delete it "
                    "to embed again, or pass another --out\n")
-    assert shard.read_bytes() == written
+    assert shard.read_bytes() == b"PAR1 a finished shard"
     for argv, message in [
         (["index", "--embeddings", str(emb), "--out", str(tmp_path / "a-file" / "idx")],
          f"error: cannot write to {tmp_path / 'a-file' / 'idx'} ({tmp_path / 'a-file'} is a file, not a folder)"),
         (["neighbours", *gallery, "--k", "2", "--index", str(emb), "--out", str(tmp_path / "out")],
          f"error: {emb} is not an index folder written by evaluate.py index (FileNotFoundError). Build one with"),
+        (["index", "--embeddings", str(emb), "--out", str(idx)],
+         f"error: shard {shard} cannot be read (Parquet magic bytes not found"),
     ]:
         assert one_line_error(capfd, evaluate.main, argv).startswith(message), argv
     shard.unlink()

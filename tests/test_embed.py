@@ -1,5 +1,6 @@
 """evaluate.py embed on a local Ray: the shards hold what one process computes, with the source's columns, and a
-killed embed resumes to the same shards without embedding the finished ones again."""
+killed embed resumes to the same shards without embedding the finished ones again; embed, index and neighbours
+from the command line. Bad input: tests/test_bad_input.py."""
 import csv
 import os
 
@@ -62,15 +63,6 @@ def test_ray_workers_embed_what_one_process_does_and_a_killed_embed_resumes(loca
     assert sorted(path.name for path in out.iterdir()) == [MANIFEST] + [f"shard-0000{k}.parquet" for k in range(3)]
 
 
-def test_a_manifest_of_other_data_is_refused_before_anything_is_written(autoencoder_run, tmp_path):
-    out = tmp_path / "emb"
-    out.mkdir()
-    (out / MANIFEST).write_text('{"n": 600, "shard_rows": 256, "shards": 3, "embedding": "latent", "limit": 500}')
-    with pytest.raises(DataError, match=r"holds embeddings of another run or data \(.*limit 500 -> 600"):
-        embed_shards(out, autoencoder_run, shard_rows=SHARD_ROWS, limit=ROWS)
-    assert sorted(path.name for path in out.iterdir()) == [MANIFEST]
-
-
 def test_embed_index_and_neighbours_from_the_command_line(local_ray, striped_folder, tmp_path, capsys):
     gallery = ["--dataset", "folder", "--data-dir", str(striped_folder), "--image-size", "24", "--embedding", "pixels"]
     evaluate.main(["embed", *gallery, "--out", str(tmp_path / "emb"), "--workers", "2"])
@@ -78,7 +70,8 @@ def test_embed_index_and_neighbours_from_the_command_line(local_ray, striped_fol
     shard = pq.read_table(shard_path(tmp_path / "emb", 0))
     assert shard.column_names == ["row", "dataset_index", "label", "path", "embedding"]
     assert shard.column("path").to_pylist()[:2] == ["columns/01.png", "columns/03.png"]
-    evaluate.main(["index", "--embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "idx"), "--kind", "ivf-flat"])
+    evaluate.main(["index", "--embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "idx"),
+                   "--kind", "ivf-flat"])
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "training 8 cells on 40 vectors" and len(printed) == 2
     assert printed[1].startswith("ivf-flat index of 40 vectors (nlist 8, nprobe 8) in ")

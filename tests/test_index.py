@@ -26,7 +26,8 @@ def all_vectors(folder):
     from evaluation.embed import open_embeddings, shard_vectors
     from evaluation.index import read_columns
 
-    return np.concatenate([shard_vectors(table) for _, table in read_columns(open_embeddings(folder)[1], ["embedding"])])
+    shards = open_embeddings(folder)[1]
+    return np.concatenate([shard_vectors(table) for _, table in read_columns(shards, ["embedding"])])
 
 
 def exact(vectors, queries):
@@ -73,10 +74,11 @@ def test_small_galleries_are_exact_and_npz_galleries_load_the_same_way(embedding
 
 def test_parameters_grow_with_the_gallery():
     assert index_parameters(50_000, 64) == {"kind": "flat"}
-    assert index_parameters(10_000_000, 64) == {"kind": "ivf-flat", "nlist": 4096, "nprobe": 64,
-                                                "train_size": 262_144}
-    assert index_parameters(1_000_000, 64, "ivf-pq") == {"kind": "ivf-pq", "nlist": 1024, "nprobe": 32,
-                                                         "train_size": 65_536, "pq_bytes": 16, "rerank": 8}
+    assert index_parameters(1_000_000, 64) == {"kind": "ivf-flat", "nlist": 1024, "nprobe": 32, "train_size": 65_536}
+    assert index_parameters(10_000_000, 64) == {"kind": "ivf-pq", "nlist": 4096, "nprobe": 256,
+                                                "train_size": 262_144, "pq_bytes": 16, "rerank": 8}
+    assert index_parameters(10_000_000, 64, "ivf-flat")["nprobe"] == 64
+    assert index_parameters(10_000_000, 12, "ivf-pq", rerank=False)["pq_bytes"] == 3
     assert index_parameters(1_000_000, 12, "hnsw")["links"] == 32
 
 

@@ -106,7 +106,8 @@ def scale_table(result: dict) -> str:
     if searches:
         lines += ["| vectors | index | parameters | build s | disk MB | memory MB (+ mapped) | 1 query p50 / p99 ms "
                   "| 100 queries p50 / p99 ms | recall@10 |", "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {r['n']:,} | {r['kind']} | {', '.join(f'{k} {v}' for k, v in r['parameters'].items()) or '-'} "
+        lines += [f"| {r['n']:,} | {r['kind']} | {', '.join(f'{k} {v}' for k, v in r['parameters'].items()) or '-'}"
+                  f"{' (chosen)' if r['chosen'] and 'nprobe' in r['parameters'] else ''} "
                   f"| {r['build_s']:,.1f} | {r['disk_mb']:,.0f} | {r['memory_mb']:,.0f} (+{r['mapped_mb']:,.0f}) "
                   f"| {r['single']['p50_ms']:.2f} / {r['single']['p99_ms']:.2f} "
                   f"| {r['batch_100']['p50_ms']:.1f} / {r['batch_100']['p99_ms']:.1f} | {r['recall_at_10']:.3f} |"

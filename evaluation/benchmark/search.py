@@ -25,9 +25,17 @@ import numpy as np
 
 from core.files import write_json
 from evaluation.benchmark.machine import device_name
-from evaluation.embed import MANIFEST, connect, embed_shards, open_embeddings, shard_path, shard_vectors, \
-    vectors_table, write_shard
-from evaluation.index import INFO, build_sharded_index, load_index, read_columns
+from evaluation.embed import (
+    MANIFEST,
+    connect,
+    embed_shards,
+    open_embeddings,
+    shard_path,
+    shard_vectors,
+    vectors_table,
+    write_shard,
+)
+from evaluation.index import INFO, build_sharded_index, index_parameters, load_index, read_columns
 from evaluation.neighbours import embed_source, embedder, gallery_spec
 
 CLUSTER_SIZE = 1_000
@@ -35,6 +43,7 @@ QUERIES = 1_000
 BATCH = 100
 K = 10
 SHARD_ROWS = 100_000
+DIMENSION = 64
 
 
 def clustered(centers: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -87,22 +96,31 @@ def timed(call) -> float:
     return time.perf_counter() - started
 
 
-def query_index(folder: Path, queries: np.ndarray, truth: np.ndarray) -> dict:
-    """Opens the index, answers the queries one by one and in batches of BATCH; run in a fresh process, so that its
-    memory figures are the index's own."""
+def query_index(folder: Path, queries: np.ndarray, truth: np.ndarray, sweep: tuple[float, ...]) -> list[dict]:
+    """Opens the index and answers the queries one by one and in batches of BATCH, at nprobe × each factor of
+    `sweep` for IVF kinds; run in a fresh process, so that its memory figures are the index's own."""
     before = memory_mb()
     index = load_index(folder)
-    found = index.search(queries, K)[1]
-    single = [timed(lambda: index.search(query[None], K)) for query in queries]
-    batches = [timed(lambda: index.search(queries[i:i + BATCH], K)) for i in range(0, len(queries), BATCH)]
+    chosen = index.info.get("nprobe")
+    answers = []
+    for nprobe in sorted({max(1, min(index.info["nlist"], round(chosen * f))) for f in sweep}) if chosen else [None]:
+        if nprobe is not None:
+            faiss.extract_index_ivf(index.index).nprobe = nprobe
+        found = index.search(queries, K)[1]
+        single = [timed(lambda: index.search(query[None], K)) for query in queries]
+        batches = [timed(lambda: index.search(queries[i:i + BATCH], K)) for i in range(0, len(queries), BATCH)]
+        answers.append({"nprobe": nprobe, "chosen": nprobe == chosen, "single": percentiles(single),
+                        "batch_100": percentiles(batches),
+                        f"recall_at_{K}": float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth)]))})
     after = memory_mb()
-    return {"memory_mb": after["RssAnon"] - before["RssAnon"], "mapped_mb": after["RssFile"] - before["RssFile"],
-            "single": percentiles(single), "batch_100": percentiles(batches),
-            f"recall_at_{K}": float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth)]))}
+    return [{**answer, "memory_mb": after["RssAnon"] - before["RssAnon"],
+             "mapped_mb": after["RssFile"] - before["RssFile"]} for answer in answers]
 
 
-def measure_search(n: int, kind: str, work: Path, dimension: int = 64, seed: int = 0) -> dict:
-    """One record: build, disk, memory, latency and recall@10 of a `kind` index over n clustered vectors."""
+def measure_search(n: int, kind: str, work: Path, dimension: int = DIMENSION, seed: int = 0,
+                   sweep: tuple[float, ...] = (0.5, 1, 2)) -> list[dict]:
+    """Records of a `kind` index over n clustered vectors: build, disk, memory, latency and recall@10, one per
+    nprobe of the sweep around the chosen one."""
     embeddings, folder = work / f"emb-{n}", work / f"idx-{n}-{kind}"
     if not embeddings.exists():
         write_synthetic(embeddings, n, dimension, seed)
@@ -113,11 +131,16 @@ def measure_search(n: int, kind: str, work: Path, dimension: int = 64, seed: int
     build = timed(lambda: build_sharded_index(embeddings, folder, kind))
     info = json.loads((folder / INFO).read_text())
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-        answers = child.submit(query_index, folder, queries, truth).result()
+        answers = child.submit(query_index, folder, queries, truth, sweep).result()
     shutil.rmtree(folder)
-    return {"mode": "search", "n": n, "dimension": dimension, "kind": info["kind"],
-            "parameters": {key: info[key] for key in ("nlist", "nprobe", "pq_bytes", "rerank") if key in info},
-            "build_s": build, "disk_mb": info["bytes_on_disk"] / 2**20, **answers}
+    parameters = {key: info[key] for key in ("nlist", "pq_bytes", "rerank") if key in info}
+    records = []
+    for answer in answers:
+        nprobe = answer.pop("nprobe")
+        records.append({"mode": "search", "n": n, "dimension": dimension, "kind": info["kind"],
+                        "parameters": {**parameters, **({"nprobe": nprobe} if nprobe else {})},
+                        "build_s": build, "disk_mb": info["bytes_on_disk"] / 2**20, **answer})
+    return records
 
 
 def measure_embed(images: int, work: Path, model: str = "autoencoder", image_size: int = 64) -> dict:
@@ -155,8 +178,8 @@ def run_scale(modes: tuple[str, ...], sizes: tuple[int, ...], kinds: tuple[str, 
             records.append(measure_embed(embed_images, Path(work)))
             print(records[-1])
         for n in sizes if "search" in modes else ():
-            for kind in kinds:
-                records.append(measure_search(n, kind, Path(work)))
+            for kind in dict.fromkeys(index_parameters(n, DIMENSION, kind)["kind"] for kind in kinds):
+                records.extend(measure_search(n, kind, Path(work)))
                 print(records[-1])
             shutil.rmtree(Path(work) / f"emb-{n}")
     return result
