@@ -1,7 +1,7 @@
 """Embedding a whole survey on Ray: `evaluate.py embed` writes a gallery's vectors as Parquet shards.
 
 A gallery of tens of millions of galaxies neither fits one process's memory nor one afternoon of one core, so the
-source is cut into shards of SHARD_ROWS consecutive rows and a pool of Ray workers embeds them (Ray Data
+source is cut into shards of consecutive rows (`default_shard_rows`) and a pool of Ray workers embeds them (Ray Data
 `map_batches` with a callable class: each worker opens the source and loads the model once). A worker writes its
 shard itself, under a temporary name renamed into place, so a killed command leaves only whole shards and a rerun
 embeds just the missing ones. Each shard holds, per image: `row` (its position in the gallery, what a search
@@ -32,9 +32,16 @@ from core.files import make_folder, writable, write_atomic, write_json
 from datasets.source import Source, Subset
 from evaluation.neighbours import GallerySpec, default_embedding, embed_source, embedder, gallery_info, gallery_spec
 
-SHARD_ROWS = 4096           # images per shard: a multiple of the embedding batch, so shards batch like one process
 EMBED_BATCH = 256           # images per model call, as in evaluate.py neighbours
+MAX_SHARD_ROWS = 4096       # images per shard at most (a file per 4,096 galaxies: 18,500 files for 76M)
+MIN_SHARDS = 64             # shards at least, when there are enough images: workers finish together
 MANIFEST = "manifest.json"
+
+
+def default_shard_rows(n: int) -> int:
+    """Rows per shard for n images: a multiple of the embedding batch (so that shards batch like one process),
+    small enough for MIN_SHARDS shards, at most MAX_SHARD_ROWS. It depends on n alone, so reruns agree."""
+    return min(MAX_SHARD_ROWS, EMBED_BATCH * max(1, math.ceil(n / MIN_SHARDS / EMBED_BATCH)))
 
 
 def shard_path(folder: str | Path, shard: int) -> Path:
@@ -188,7 +195,7 @@ def open_embeddings(folder: str | Path) -> tuple[dict, list[Path]]:
 
 
 def embed_shards(out: str | Path, run_dir: str | Path | None = None, embedding: str | None = None,
-                 workers: int | None = None, address: str | None = None, shard_rows: int = SHARD_ROWS,
+                 workers: int | None = None, address: str | None = None, shard_rows: int | None = None,
                  **spec_overrides) -> dict:
     """Embeds every image of the gallery (`spec_overrides` as in `gallery_spec`) into Parquet shards in `out` on
     a pool of Ray workers, skipping the shards already there; returns the manifest."""
@@ -200,6 +207,7 @@ def embed_shards(out: str | Path, run_dir: str | Path | None = None, embedding: 
     embedder(model, embedding)  # a model that cannot embed this way stops here, before any data is read
     source = spec.open()
     folder = writable(out)
+    shard_rows = shard_rows or default_shard_rows(len(source))
     manifest = embed_manifest(spec, embedding, run_dir, len(source), shard_rows)
     check_manifest(folder, manifest)
     missing = [shard for shard in range(manifest["shards"]) if not shard_path(folder, shard).exists()]

@@ -24,7 +24,7 @@ import zoo
 from core.errors import ModelError
 from core.files import write_atomic
 from datasets.star_fields import write_cil
-from evaluation.embed import SHARD_ROWS, embed_manifest
+from evaluation.embed import default_shard_rows, embed_manifest
 from evaluation.neighbours import GallerySpec
 from zoo.scorers import ForestScorer
 
@@ -410,7 +410,7 @@ def test_embed_and_index_refuse_bad_input_in_one_line_and_write_nothing(local_ra
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
 
     emb.mkdir()
-    manifest = embed_manifest(GallerySpec(image_size=16, limit=20), "pixels", None, 20, SHARD_ROWS)
+    manifest = embed_manifest(GallerySpec(image_size=16, limit=20), "pixels", None, 20, default_shard_rows(20))
     (emb / "manifest.json").write_text(json.dumps(manifest))
     shard = emb / "shard-00000.parquet"
     shard.write_bytes(b"PAR1 a finished shard")

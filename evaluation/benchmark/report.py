@@ -114,7 +114,8 @@ def scale_table(result: dict) -> str:
                   for r in searches]
     for r in (r for r in result["records"] if r["mode"] == "embed"):
         lines += ["", f"embedding {r['images']:,} images of {r['image_size']} px ({r['model']} latent): one process "
-                      f"{r['one_process_s']:.1f} s, {r['workers']} Ray workers {r['ray_s']:.1f} s "
+                      f"{r['one_process_s']:.1f} s, {r['workers']} Ray workers ({r['shards']} shards) "
+                      f"{r['ray_s']:.1f} s "
                       f"({r['overhead_percent']:+.0f}%), largest vector difference {r['max_abs_difference']:.2g}"]
     return "\n".join(lines) + "\n"
 

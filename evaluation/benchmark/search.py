@@ -7,8 +7,9 @@ process memory the open index holds after answering (anonymous, and file pages m
 100-query batch latency (p50/p99), and recall@10 of 1,000 fresh queries against exact search, computed by
 scanning the shards one at a time.
 
-embed: the same images embedded in one process (`embed_source`) and into shards on a pool of Ray workers
-(`embed_shards`, Ray start-up and model loading included), with the largest difference between the vectors.
+embed: the same images (a Galaxy10-format HDF5 file) embedded in one process (`embed_source`) and into shards on
+a pool of Ray workers (`embed_shards`, Ray start-up and model loading included), with the largest difference
+between the vectors.
 """
 from __future__ import annotations
 
@@ -144,23 +145,28 @@ def measure_search(n: int, kind: str, work: Path, dimension: int = DIMENSION, se
 
 
 def measure_embed(images: int, work: Path, model: str = "autoencoder", image_size: int = 64) -> dict:
-    """The same images embedded in one process and on Ray workers (one per CPU): seconds and vector difference."""
+    """The same images (a Galaxy10-format HDF5 file, read in blocks) embedded in one process and on Ray workers
+    (one per CPU): seconds and the largest difference between the vectors."""
     import zoo
     from core.runs import TrainConfig
+    from evaluation.benchmark.inputs import galaxy10_file
     from training.run import train
 
     run = work / "run"
     train(TrainConfig(model=model, limit=64, image_size=image_size, epochs=1, steps_per_epoch=1), run,
           verbose=0)
-    spec = gallery_spec(run, limit=images)
+    data = {"dataset": "galaxy10", "data_dir": str(galaxy10_file(work / "galaxy10.h5", images, image_size)),
+            "limit": images}  # not the run's own --limit
+    spec = gallery_spec(run, **data)
     vectors = {}
     one = timed(lambda: vectors.update(embed_source(spec.open(), {"one": embedder(zoo.load(run), "latent")}, spec)[0]))
     workers = connect()
-    on_ray = timed(lambda: embed_shards(work / "emb", run, "latent", limit=images))
-    _, shards = open_embeddings(work / "emb")
+    on_ray = timed(lambda: embed_shards(work / "emb", run, "latent", **data))
+    manifest, shards = open_embeddings(work / "emb")
     ray_vectors = np.concatenate([shard_vectors(table) for _, table in read_columns(shards, ["embedding"])])
     return {"mode": "embed", "model": model, "images": images, "image_size": image_size, "workers": workers,
-            "one_process_s": one, "ray_s": on_ray, "overhead_percent": 100 * (on_ray / one - 1),
+            "shards": manifest["shards"], "one_process_s": one, "ray_s": on_ray,
+            "overhead_percent": 100 * (on_ray / one - 1),
             "max_abs_difference": float(np.abs(ray_vectors - vectors["one"]).max())}
 
 
