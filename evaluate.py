@@ -34,18 +34,42 @@ def names_from(allowed: tuple[str, ...], what: str):
     return parse
 
 
+def sizes(text: str) -> tuple[int, ...]:
+    """An argparse type for comma-separated counts such as 100k,1M,10M."""
+    import argparse
+
+    scale = {"k": 1_000, "m": 1_000_000}
+    try:
+        counts = tuple(int(float(item[:-1]) * scale[item[-1].lower()]) if item[-1].lower() in scale else int(item)
+                       for item in (part.strip() for part in text.split(",")) if item)
+    except (ValueError, IndexError):
+        counts = ()
+    if not counts or min(counts) < 1_000:
+        raise argparse.ArgumentTypeError(f"expected sizes of at least 1000 such as 100k,1M, got '{text}'")
+    return counts
+
+
 def add_benchmark(commands) -> None:
     import argparse
 
-    from evaluation.benchmark import DEVICES, MODES, PRICES
+    from evaluation.benchmark import DEVICES, MODES, PRICES, SCALE_MODES
+    from evaluation.index import KINDS
 
     parser = subcommand(commands, "benchmark", run_benchmark)
     parser.add_argument("--models", type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
                         help="comma-separated registered models (default: every one)")
     parser.add_argument("--devices", type=names_from(DEVICES, "device"), default=DEVICES,
                         help="cpu, gpu or both (default); a device not present is reported as absent")
-    parser.add_argument("--modes", type=names_from(MODES, "mode"), default=MODES,
-                        help=f"what to measure, some of {','.join(MODES)} (default: all)")
+    parser.add_argument("--modes", type=names_from(MODES + SCALE_MODES, "mode"), default=MODES,
+                        help=f"what to measure, some of {','.join(MODES + SCALE_MODES)} (default: "
+                             f"{','.join(MODES)}); search: FAISS indexes over --sizes synthetic vectors, embed: "
+                             "--embed-images embedded in one process against Ray workers")
+    parser.add_argument("--sizes", type=sizes, default=(100_000, 1_000_000, 10_000_000),
+                        help="search: gallery sizes, comma-separated, k/M allowed (100k,1M,10M)")
+    parser.add_argument("--kinds", type=names_from(KINDS, "index kind"), default=("auto",),
+                        help=f"search: index kinds, some of {','.join(KINDS)} (auto)")
+    parser.add_argument("--embed-images", type=cli.positive_int, default=20_000,
+                        help="embed: images embedded both ways (20000)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=64)
     parser.add_argument("--image-size", type=cli.positive_int, default=64, help="square size in px (multiple of 8)")
     parser.add_argument("--steps", type=cli.positive_int, default=50, help="timed steps per measurement")
@@ -88,6 +112,17 @@ def run_benchmark(args) -> None:
         return
     if not args.out:
         raise cli.UsageError("no --out given. Pass a folder for the results, e.g. --out reports/benchmark")
+    scale_modes = tuple(mode for mode in args.modes if mode in benchmark.SCALE_MODES)
+    if scale_modes:
+        from evaluation.benchmark.search import run_scale
+
+        result = run_scale(scale_modes, args.sizes, args.kinds, args.embed_images, writable(args.out))
+        paths = benchmark.write_scale_report(result, args.out)
+        print("\n" + benchmark.scale_table(result))
+        print("wrote " + " ".join(str(path) for path in paths))
+        args.modes = tuple(mode for mode in args.modes if mode not in scale_modes)
+        if not args.modes:
+            return
     if args.image_size % 8:
         raise cli.UsageError(f"--image-size must be a positive multiple of 8, got {args.image_size}. Use e.g. 64")
     writable(args.out)
@@ -135,8 +170,9 @@ def add_neighbours(commands) -> None:
                         help="'milky-way' (built-in rendered face-on SBbc) or a PNG/JPEG file (milky-way)")
     parser.add_argument("--k", type=cli.positive_int, default=10, help="neighbours to return (10)")
     add_gallery_flags(parser)
-    parser.add_argument("--index", metavar="FILE", help="embeddings + FAISS index: built and saved here once, "
-                                                        "then reused by later queries")
+    parser.add_argument("--index", metavar="FILE|IDX", help="a .npz file of embeddings + FAISS index: built and "
+                                                            "saved here once, then reused by later queries; or an "
+                                                            "IDX/ folder written by evaluate.py index")
     parser.add_argument("--out", help="folder for neighbours.csv/.png (default RUN/neighbours, else neighbours-pixels)")
 
 
@@ -200,6 +236,62 @@ def run_serve(args) -> None:
     print(f"{args.measure} queries of each kind, k {result['k']}, over {result['gallery_size']:,} galaxies "
           f"({result['dimensions']}-d {result['index']}) on {result['machine']}; wrote {out}/serve-latency.json")
     write_json(f"{out}/serve-latency.json", result)
+
+
+def add_embed(commands) -> None:
+    parser = subcommand(commands, "embed", run_embed)
+    add_gallery_flags(parser)
+    parser.add_argument("--out", required=True, metavar="EMB", help="folder for the Parquet shards and manifest.json")
+    parser.add_argument("--workers", type=cli.positive_int, help="Ray workers, each loading the model once "
+                                                                  "(default: one per CPU of the cluster)")
+    parser.add_argument("--address", help="Ray cluster to run on, host:port of 'ray start --head' (default: "
+                                          "RAY_ADDRESS, else a local Ray on this machine)")
+
+
+def run_embed(args) -> None:
+    """Embed a whole gallery into Parquet shards on a pool of Ray workers.
+
+    Read the dataset in shards of rows, embed each on a Ray worker that loads the model once, and write one Parquet
+    file per shard (row, dataset index, label, the dataset's metadata such as ra/dec/redshift or path, the
+    embedding) plus manifest.json. Rerunning after an interruption embeds only the missing shards."""
+    from evaluation.embed import embed_shards
+
+    manifest = embed_shards(args.out, args.run, args.embedding, args.workers, args.address, **gallery_overrides(args))
+    print(f"{manifest['n']:,} images ({manifest['embedding']}) in {manifest['shards']} shards; wrote {args.out}/")
+
+
+def add_index(commands) -> None:
+    import argparse
+
+    from evaluation.index import KINDS
+    from evaluation.neighbours import EXACT_LIMIT
+
+    parser = subcommand(commands, "index", run_index)
+    parser.add_argument("--embeddings", required=True, metavar="EMB", help="folder written by evaluate.py embed")
+    parser.add_argument("--out", required=True, metavar="IDX", help="new folder for the index")
+    parser.add_argument("--kind", choices=KINDS, default="auto",
+                        help="auto (exact up to --exact-limit vectors, else ivf-flat), flat, ivf-flat, ivf-pq "
+                             "(compressed codes, re-ranked exactly) or hnsw (in memory)")
+    parser.add_argument("--exact-limit", type=cli.positive_int, default=EXACT_LIMIT,
+                        help=f"with --kind auto: the largest gallery searched exactly ({EXACT_LIMIT})")
+    parser.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=True,
+                        help="ivf-pq: re-rank candidates by exact distance from a memory-mapped copy of the vectors "
+                             "(default on)")
+    parser.add_argument("--address", help="Ray cluster for the IVF shard tasks (default: RAY_ADDRESS, else local)")
+
+
+def run_index(args) -> None:
+    """Build a FAISS index folder over embed's shards: exact, or IVF lists on disk.
+
+    Exact below --exact-limit vectors; above it an IVF index trained on a sample, each group of shards added by a
+    Ray task and the inverted lists merged into one file on disk, memory-mapped by queries, so the gallery may be
+    larger than memory. Query it with 'evaluate.py neighbours --index IDX'."""
+    from evaluation.index import build_sharded_index
+
+    info = build_sharded_index(args.embeddings, args.out, args.kind, args.exact_limit, args.rerank, args.address)
+    chosen = ", ".join(f"{key} {info[key]}" for key in ("nlist", "nprobe", "pq_bytes", "rerank") if key in info)
+    print(f"{info['kind']} index of {info['n']:,} vectors ({chosen or 'exact'}) in {info['build_seconds']:.1f} s, "
+          f"{info['bytes_on_disk'] / 2**20:,.1f} MB; wrote {args.out}/")
 
 
 def add_retrieval(commands) -> None:
@@ -339,8 +431,8 @@ def run_paper(args) -> None:
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="evaluate.py", description="Evaluate astrozoo models and write results.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=cli.Parser)
-    for add_command in (add_benchmark, add_neighbours, add_serve, add_retrieval, add_reconstruct, add_generate,
-                        add_score, add_paper):
+    for add_command in (add_benchmark, add_neighbours, add_serve, add_embed, add_index, add_retrieval,
+                        add_reconstruct, add_generate, add_score, add_paper):
         add_command(commands)
     return parser
 

@@ -121,7 +121,8 @@ def embedder(model, embedding: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def embed_source(source: Source, embedders: dict[str, Callable], spec: GallerySpec, split: str | None = None,
-                 validation_fraction: float = 0.1, batch_size: int = 256) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 validation_fraction: float = 0.1, batch_size: int = 256, progress: bool = True
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Embeddings of every image of `source` (or of one split), one streamed pass for all `embedders`."""
     dataset = make_dataset(source, image_size=spec.image_size, crop=spec.crop, split=split,
                            validation_fraction=validation_fraction, seed=spec.seed, batch_size=batch_size,
@@ -129,12 +130,13 @@ def embed_source(source: Source, embedders: dict[str, Callable], spec: GallerySp
     total = len(split_indices(len(source), split, validation_fraction, spec.seed))
     vectors: dict[str, list[np.ndarray]] = {name: [] for name in embedders}
     labels = []
-    with data_errors(), tqdm(total=total, unit="img", leave=False, desc=f"embedding {source.name}") as progress:
+    with data_errors(), tqdm(total=total, unit="img", leave=False, desc=f"embedding {source.name}",
+                             disable=not progress) as bar:
         for images, batch_labels in dataset.as_numpy_iterator():
             for name, embed in embedders.items():
                 vectors[name].append(embed(images))
             labels.append(batch_labels)
-            progress.update(len(images))
+            bar.update(len(images))
     return {name: np.concatenate(parts) for name, parts in vectors.items()}, np.concatenate(labels)
 
 
@@ -178,6 +180,10 @@ class Gallery:
         squared, rows = self.index.search(np.ascontiguousarray(vectors, np.float32), k)
         return np.maximum(squared, 0) / self.embeddings.shape[1], rows
 
+    def metadata(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """No per-row columns: a .npz gallery keeps only vectors and labels (its source has the metadata)."""
+        return {}
+
     def save(self, path: str | Path) -> Path:
         """One .npz file: embeddings, labels, the serialised FAISS index and `info` as JSON."""
         def write(temporary: str) -> None:
@@ -215,10 +221,13 @@ def gallery_info(spec: GallerySpec, embedding: str, run_dir: str | Path | None) 
 
 def open_gallery(source: Source, spec: GallerySpec, model, embedding: str, run_dir: str | Path | None = None,
                  index_path: str | Path | None = None, exact_limit: int = EXACT_LIMIT) -> Gallery:
-    """The gallery of `source`: loaded from `index_path` when that file exists, else embedded (and saved there)."""
+    """The gallery of `source`: loaded from `index_path` when that file (or IDX/ folder of `evaluate.py index`)
+    exists, else embedded (and saved there as .npz)."""
     info = gallery_info(spec, embedding, run_dir)
     if index_path is not None and Path(index_path).exists():
-        gallery = Gallery.load(index_path)
+        from evaluation.index import load_index  # evaluation.index builds on this module
+
+        gallery = load_index(index_path)
         saved = {key: gallery.info.get(key) for key in info}
         if saved != info or len(gallery) != len(source):
             changed = ", ".join(f"{key} {saved[key]!r} -> {info[key]!r}" for key in info if saved[key] != info[key])

@@ -1,4 +1,6 @@
-"""Shared test set-up: quiet TensorFlow, Agg plots, one random seed per test, tiny in-memory galaxy sources."""
+"""Shared test set-up: quiet TensorFlow, Agg plots, one random seed per test, tiny in-memory galaxy sources, one local
+Ray for the session."""
+import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -45,3 +47,14 @@ def striped_folder(tmp_path, striped_source):
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"{k:02d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     return tmp_path / "stripes"
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray of 2 CPUs for the whole session (starting one takes seconds); the code under test joins it."""
+    import ray
+
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()

@@ -24,6 +24,8 @@ import zoo
 from core.errors import ModelError
 from core.files import write_atomic
 from datasets.star_fields import write_cil
+from evaluation.embed import default_shard_rows, embed_manifest
+from evaluation.neighbours import GallerySpec
 from zoo.scorers import ForestScorer
 
 TINY = ["--image-size", "16", "--epochs", "1", "--batch-size", "4"]
@@ -383,3 +385,50 @@ def test_trust_pickle_reads_an_old_runs_forest(tmp_path):
     joblib.dump(skops.io.load(folder / "forest.skops", trusted=["sklearn.tree._tree.Tree"]), folder / "forest.joblib")
     (folder / "forest.skops").unlink()
     assert ForestScorer.load(folder, trust_pickle=True).forest.n_estimators == 3
+
+
+# Survey-scale search: embed and index ----------------------------------------------------------------------------
+
+def test_embed_and_index_refuse_bad_input_in_one_line_and_write_nothing(local_ray, tmp_path, capfd):
+    gallery = ["--embedding", "pixels", "--image-size", "16", "--limit", "20"]
+    (tmp_path / "a-file").write_text("x")
+    emb, idx = tmp_path / "emb", tmp_path / "idx"
+    cases = [
+        (["index", "--embeddings", str(emb), "--out", str(idx)],
+         f"error: embeddings folder {emb} does not exist. Write it first with 'python evaluate.py embed --out {emb}'"),
+        (["index", "--embeddings", str(emb), "--out", str(idx), "--kind", "lsh"],
+         "error: argument --kind: invalid choice: 'lsh' (choose from 'auto', 'flat', 'ivf-flat', 'ivf-pq', 'hnsw')"),
+        (["embed", *gallery, "--out", str(emb), "--workers", "0"],
+         "error: argument --workers: expected a positive whole number, got '0'"),
+        (["embed", *gallery, "--out", str(emb), "--workers", "64"],
+         "error: --workers 64 is more than the 2 CPUs of the Ray cluster. Use --workers 2 or fewer, or add nodes"),
+        (["embed", *gallery, "--out", str(tmp_path / "a-file" / "emb")],
+         f"error: cannot write to {tmp_path / 'a-file' / 'emb'} ({tmp_path / 'a-file'} is a file, not a folder)"),
+    ]
+    for argv, message in cases:
+        assert one_line_error(capfd, evaluate.main, argv).startswith(message), argv
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
+
+    emb.mkdir()
+    manifest = embed_manifest(GallerySpec(image_size=16, limit=20), "pixels", None, 20, default_shard_rows(20))
+    (emb / "manifest.json").write_text(json.dumps(manifest))
+    shard = emb / "shard-00000.parquet"
+    shard.write_bytes(b"PAR1 a finished shard")
+    err = one_line_error(capfd, evaluate.main, ["embed", *gallery[:-1], "30", "--out", str(emb)])
+    assert err == (f"error: {emb} holds embeddings of another run or data (limit 20 -> 30, n 20 -> 30). Delete it "
+                   "to embed again, or pass another --out\n")
+    assert shard.read_bytes() == b"PAR1 a finished shard"
+    for argv, message in [
+        (["index", "--embeddings", str(emb), "--out", str(tmp_path / "a-file" / "idx")],
+         f"error: cannot write to {tmp_path / 'a-file' / 'idx'} ({tmp_path / 'a-file'} is a file, not a folder)"),
+        (["neighbours", *gallery, "--k", "2", "--index", str(emb), "--out", str(tmp_path / "out")],
+         f"error: {emb} is not an index folder written by evaluate.py index (FileNotFoundError). Build one with"),
+        (["index", "--embeddings", str(emb), "--out", str(idx)],
+         f"error: shard {shard} cannot be read (Parquet magic bytes not found"),
+    ]:
+        assert one_line_error(capfd, evaluate.main, argv).startswith(message), argv
+    shard.unlink()
+    err = one_line_error(capfd, evaluate.main, ["index", "--embeddings", str(emb), "--out", str(idx)])
+    assert err == (f"error: {emb} holds 0 of 1 shards (an interrupted embed). Rerun the same 'evaluate.py embed' "
+                   "command to finish it\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file", "emb"]

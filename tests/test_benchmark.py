@@ -206,3 +206,17 @@ def test_scorers_train_on_scored_fields_and_score_what_they_learned():
     assert (train["mode"], train["status"], train["images"], train["image_size"]) == ("train", "ok", 4, 1000)
     assert (score["mode"], score["status"], score["images"]) == ("score", "ok", 4)
     assert score["images_per_s"] > 0
+
+
+def test_the_search_benchmark_writes_its_table_and_json(tmp_path, capsys):
+    evaluate.main(["benchmark", "--modes", "search", "--sizes", "2k", "--kinds", "flat", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "search.json").read_text())
+    (record,) = result["records"]
+    assert (record["n"], record["kind"], record["recall_at_10"], record["parameters"]) == (2000, "flat", 1.0, {})
+    assert record["single"]["p50_ms"] <= record["single"]["p99_ms"] and record["disk_mb"] > 2000 * 64 * 4 / 2**20
+    table = (tmp_path / "search.md").read_text()
+    assert table.splitlines()[4].startswith("| 2,000 | flat | - | ") and table.splitlines()[4].endswith("| 1.000 |")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["search.json", "search.md"]
+    with pytest.raises(SystemExit):
+        evaluate.build_parser().parse_args(["benchmark", "--modes", "search", "--sizes", "12"])
+    assert "expected sizes of at least 1000 such as 100k,1M, got '12'" in capsys.readouterr().err

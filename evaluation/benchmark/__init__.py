@@ -21,13 +21,16 @@ it, and so are train steps written with TensorFlow (tf.GradientTape) on other ba
 backend does not see is reported as absent. The seed CNN's training FLOPs are counted from its layers and
 compared with a float32 matmul measured in the same run (achieved GFLOP/s and % of that peak).
 
+`--modes search,embed` measure the survey-scale search instead (search.py: index build, disk, memory, latency
+and recall at 100k-10M vectors; Ray embedding against one process), written as search.json and search.md.
+
 The package: config (settings and constants), machine (devices, memory, the matmul peak), flops, inputs
 (synthetic data), measure (the records and `run`), report (JSON, Markdown, PNG) and compare (two runs).
 """
 from evaluation.benchmark.compare import compare, compare_table, load_result
-from evaluation.benchmark.config import DEVICES, MODES, PRICES, BenchmarkConfig
+from evaluation.benchmark.config import DEVICES, MODES, PRICES, SCALE_MODES, BenchmarkConfig
 from evaluation.benchmark.measure import run
-from evaluation.benchmark.report import markdown_table, write_report
+from evaluation.benchmark.report import markdown_table, scale_table, write_report, write_scale_report
 
-__all__ = ["DEVICES", "MODES", "PRICES", "BenchmarkConfig", "compare", "compare_table", "load_result",
-           "markdown_table", "run", "write_report"]
+__all__ = ["DEVICES", "MODES", "PRICES", "SCALE_MODES", "BenchmarkConfig", "compare", "compare_table", "load_result",
+           "markdown_table", "run", "scale_table", "write_report", "write_scale_report"]

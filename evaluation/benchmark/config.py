@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 DEVICES = ("cpu", "gpu")
 MODES = ("train", "infer", "generate", "fit", "pipeline")
+SCALE_MODES = ("search", "embed")  # not per model, and long: only when asked for (evaluation/benchmark/search.py)
 INFERENCE_CAPABILITIES = ("classify", "encode", "reconstruct", "score")
 MEASURED_MODES = {"fit": ("fit-in-memory", "fit-pipeline")}  # measurements that give more than one record
 MATMUL_SIZE = {"cpu": 2048, "gpu": 8192}

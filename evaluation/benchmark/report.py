@@ -97,3 +97,32 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
     return [write_json(out_dir / "benchmark.json", result),
             write_atomic(out_dir / "benchmark.md", lambda tmp: Path(tmp).write_text(table)),
             save_figure(out_dir / "benchmark.png", bar_chart(result))]
+
+
+def scale_table(result: dict) -> str:
+    """The search records (size × index kind) and the embedding comparison as Markdown tables."""
+    lines = [f"{result['machine']}; faiss {result['versions']['faiss']}, ray {result['versions']['ray']}", ""]
+    searches = [r for r in result["records"] if r["mode"] == "search"]
+    if searches:
+        lines += ["| vectors | index | parameters | build s | disk MB | memory MB (+ mapped) | 1 query p50 / p99 ms "
+                  "| 100 queries p50 / p99 ms | recall@10 |", "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['n']:,} | {r['kind']} | {', '.join(f'{k} {v}' for k, v in r['parameters'].items()) or '-'}"
+                  f"{' (chosen)' if r['chosen'] and 'nprobe' in r['parameters'] else ''} "
+                  f"| {r['build_s']:,.1f} | {r['disk_mb']:,.0f} | {r['memory_mb']:,.0f} (+{r['mapped_mb']:,.0f}) "
+                  f"| {r['single']['p50_ms']:.2f} / {r['single']['p99_ms']:.2f} "
+                  f"| {r['batch_100']['p50_ms']:.1f} / {r['batch_100']['p99_ms']:.1f} | {r['recall_at_10']:.3f} |"
+                  for r in searches]
+    for r in (r for r in result["records"] if r["mode"] == "embed"):
+        lines += ["", f"embedding {r['images']:,} images of {r['image_size']} px ({r['model']} latent): one process "
+                      f"{r['one_process_s']:.1f} s, {r['workers']} Ray workers ({r['shards']} shards) "
+                      f"{r['ray_s']:.1f} s "
+                      f"({r['overhead_percent']:+.0f}%), largest vector difference {r['max_abs_difference']:.2g}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_scale_report(result: dict, out_dir: str | Path) -> list[Path]:
+    """search.json and search.md in `out_dir`."""
+    out_dir = Path(out_dir)
+    table = scale_table(result)
+    return [write_json(out_dir / "search.json", result),
+            write_atomic(out_dir / "search.md", lambda tmp: Path(tmp).write_text(table))]

@@ -1,0 +1,191 @@
+"""How the survey-scale search scales (`evaluate.py benchmark --modes search,embed`).
+
+search: for each size, synthetic clustered vectors (a Gaussian mixture, 1,000 vectors per cluster) are written
+as the Parquet shards of `evaluate.py embed`, indexed by `build_sharded_index` (the real path: Ray tasks, lists
+merged on disk) and opened by `load_index`. Each record has the build time, the folder's size on disk, the
+process memory the open index holds after answering (anonymous, and file pages mapped in), single-query and
+100-query batch latency (p50/p99), and recall@10 of 1,000 fresh queries against exact search, computed by
+scanning the shards one at a time.
+
+embed: the same images (a Galaxy10-format HDF5 file) embedded in one process (`embed_source`) and into shards on
+a pool of Ray workers (`embed_shards`, Ray start-up and model loading included), with the largest difference
+between the vectors.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from core.files import write_json
+from evaluation.benchmark.machine import device_name
+from evaluation.embed import (
+    MANIFEST,
+    connect,
+    embed_shards,
+    open_embeddings,
+    shard_path,
+    shard_vectors,
+    vectors_table,
+    write_shard,
+)
+from evaluation.index import INFO, build_sharded_index, index_parameters, load_index, read_columns
+from evaluation.neighbours import embed_source, embedder, gallery_spec
+
+CLUSTER_SIZE = 1_000
+QUERIES = 1_000
+BATCH = 100
+K = 10
+SHARD_ROWS = 100_000
+DIMENSION = 64
+
+
+def clustered(centers: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n vectors around random centers (unit spread, as far apart as the centers' own spread) and their cluster."""
+    labels = rng.integers(0, len(centers), n)
+    return centers[labels] + rng.standard_normal((n, centers.shape[1]), dtype=np.float32), labels
+
+
+def write_synthetic(folder: Path, n: int, dimension: int, seed: int = 0, shard_rows: int = SHARD_ROWS,
+                    cluster_size: int = CLUSTER_SIZE) -> None:
+    """Shards of n clustered vectors as `evaluate.py embed` writes them, and QUERIES fresh queries (queries.npy)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((max(1, n // cluster_size), dimension), dtype=np.float32)
+    shards = -(-n // shard_rows)
+    for shard in range(shards):
+        start = shard * shard_rows
+        vectors, labels = clustered(centers, min(shard_rows, n - start), rng)
+        rows = np.arange(start, start + len(vectors))
+        write_shard(shard_path(folder, shard), vectors_table({"row": rows, "dataset_index": rows, "label": labels},
+                                                             vectors))
+    write_json(folder / MANIFEST, {"embedding": "synthetic", "n": n, "shard_rows": shard_rows, "shards": shards})
+    np.save(folder / "queries.npy", clustered(centers, QUERIES, rng)[0])
+
+
+def exact_neighbours(folder: Path, queries: np.ndarray, k: int = K) -> np.ndarray:
+    """The exact k nearest rows of every query, one shard in memory at a time."""
+    heap = faiss.ResultHeap(len(queries), k)
+    for _, table in read_columns(open_embeddings(folder)[1], ["row", "embedding"]):
+        shard = faiss.IndexFlatL2(queries.shape[1])
+        shard.add(shard_vectors(table))
+        distances, found = shard.search(queries, k)
+        heap.add_result(distances, np.where(found >= 0, table.column("row").to_numpy()[found], -1))
+    heap.finalize()
+    return heap.I
+
+
+def memory_mb() -> dict[str, float]:
+    """This process's resident memory: anonymous (heap) and file-backed (memory-mapped) pages, in MB."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("RssAnon", "RssFile")}
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    return {"p50_ms": 1000 * float(np.percentile(seconds, 50)), "p99_ms": 1000 * float(np.percentile(seconds, 99))}
+
+
+def timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def query_index(folder: Path, queries: np.ndarray, truth: np.ndarray, sweep: tuple[float, ...]) -> list[dict]:
+    """Opens the index and answers the queries one by one and in batches of BATCH, at nprobe × each factor of
+    `sweep` for IVF kinds; run in a fresh process, so that its memory figures are the index's own."""
+    before = memory_mb()
+    index = load_index(folder)
+    chosen = index.info.get("nprobe")
+    answers = []
+    for nprobe in sorted({max(1, min(index.info["nlist"], round(chosen * f))) for f in sweep}) if chosen else [None]:
+        if nprobe is not None:
+            faiss.extract_index_ivf(index.index).nprobe = nprobe
+        found = index.search(queries, K)[1]
+        single = [timed(lambda: index.search(query[None], K)) for query in queries]
+        batches = [timed(lambda: index.search(queries[i:i + BATCH], K)) for i in range(0, len(queries), BATCH)]
+        answers.append({"nprobe": nprobe, "chosen": nprobe == chosen, "single": percentiles(single),
+                        "batch_100": percentiles(batches),
+                        f"recall_at_{K}": float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth)]))})
+    after = memory_mb()
+    return [{**answer, "memory_mb": after["RssAnon"] - before["RssAnon"],
+             "mapped_mb": after["RssFile"] - before["RssFile"]} for answer in answers]
+
+
+def measure_search(n: int, kind: str, work: Path, dimension: int = DIMENSION, seed: int = 0,
+                   sweep: tuple[float, ...] = (0.5, 1, 2)) -> list[dict]:
+    """Records of a `kind` index over n clustered vectors: build, disk, memory, latency and recall@10, one per
+    nprobe of the sweep around the chosen one."""
+    embeddings, folder = work / f"emb-{n}", work / f"idx-{n}-{kind}"
+    if not embeddings.exists():
+        write_synthetic(embeddings, n, dimension, seed)
+    queries = np.load(embeddings / "queries.npy")
+    if not (embeddings / "truth.npy").exists():
+        np.save(embeddings / "truth.npy", exact_neighbours(embeddings, queries))
+    truth = np.load(embeddings / "truth.npy")
+    build = timed(lambda: build_sharded_index(embeddings, folder, kind))
+    info = json.loads((folder / INFO).read_text())
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        answers = child.submit(query_index, folder, queries, truth, sweep).result()
+    shutil.rmtree(folder)
+    parameters = {key: info[key] for key in ("nlist", "pq_bytes", "rerank") if key in info}
+    records = []
+    for answer in answers:
+        nprobe = answer.pop("nprobe")
+        records.append({"mode": "search", "n": n, "dimension": dimension, "kind": info["kind"],
+                        "parameters": {**parameters, **({"nprobe": nprobe} if nprobe else {})},
+                        "build_s": build, "disk_mb": info["bytes_on_disk"] / 2**20, **answer})
+    return records
+
+
+def measure_embed(images: int, work: Path, model: str = "autoencoder", image_size: int = 64) -> dict:
+    """The same images (a Galaxy10-format HDF5 file, read in blocks) embedded in one process and on Ray workers
+    (one per CPU): seconds and the largest difference between the vectors."""
+    import zoo
+    from core.runs import TrainConfig
+    from evaluation.benchmark.inputs import galaxy10_file
+    from training.run import train
+
+    run = work / "run"
+    train(TrainConfig(model=model, limit=64, image_size=image_size, epochs=1, steps_per_epoch=1), run,
+          verbose=0)
+    data = {"dataset": "galaxy10", "data_dir": str(galaxy10_file(work / "galaxy10.h5", images, image_size)),
+            "limit": images}  # not the run's own --limit
+    spec = gallery_spec(run, **data)
+    vectors = {}
+    one = timed(lambda: vectors.update(embed_source(spec.open(), {"one": embedder(zoo.load(run), "latent")}, spec)[0]))
+    workers = connect()
+    on_ray = timed(lambda: embed_shards(work / "emb", run, "latent", **data))
+    manifest, shards = open_embeddings(work / "emb")
+    ray_vectors = np.concatenate([shard_vectors(table) for _, table in read_columns(shards, ["embedding"])])
+    return {"mode": "embed", "model": model, "images": images, "image_size": image_size, "workers": workers,
+            "shards": manifest["shards"], "one_process_s": one, "ray_s": on_ray,
+            "overhead_percent": 100 * (on_ray / one - 1),
+            "max_abs_difference": float(np.abs(ray_vectors - vectors["one"]).max())}
+
+
+def run_scale(modes: tuple[str, ...], sizes: tuple[int, ...], kinds: tuple[str, ...], embed_images: int,
+              out: Path) -> dict:
+    """The machine and the records of `modes` (search, embed), working in a temporary folder inside `out`."""
+    import ray
+
+    records: list[dict] = []
+    result = {"machine": device_name("cpu"), "versions": {"faiss": faiss.__version__, "ray": ray.__version__},
+              "records": records}
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".scale-") as work:
+        if "embed" in modes:
+            records.append(measure_embed(embed_images, Path(work)))
+            print(records[-1])
+        for n in sizes if "search" in modes else ():
+            for kind in dict.fromkeys(index_parameters(n, DIMENSION, kind)["kind"] for kind in kinds):
+                records.extend(measure_search(n, kind, Path(work)))
+                print(records[-1])
+            shutil.rmtree(Path(work) / f"emb-{n}")
+    return result

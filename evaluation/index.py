@@ -1,0 +1,289 @@
+"""Survey-scale search: `evaluate.py index` turns the Parquet shards of `evaluate.py embed` into a FAISS index
+folder, and `load_index` opens any index (that folder, or a .npz gallery of `evaluate.py neighbours --index`).
+
+Up to an exact limit the index is exact (a flat L2 scan). Past it, an IVF index: k-means cells trained on a
+sample, each group of shards added to a copy of the trained index by a Ray task, and the parts merged on disk
+(FAISS OnDiskInvertedLists, `faiss.contrib.ondisk.merge_ondisk`), so the inverted lists are a file that queries
+memory-map and the gallery may be larger than memory. The number of cells grows as √N and the cells probed with
+it; `ivf-pq` (auto's choice for the largest galleries) stores 16× smaller codes per vector and re-ranks 8× k
+candidates by their exact distance, read from a memory-mapped copy of the vectors. Every choice is recorded in
+index.json.
+
+IDX/ holds index.json, index.faiss (+ lists.ivfdata for IVF), labels.npy, rows.parquet (dataset_index and the
+source's metadata per row) and, for re-ranking, vectors.npy.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import sys
+import time
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.errors import DataError
+from core.files import writable, write_atomic, write_json
+from evaluation.embed import connect, open_embeddings, shard_vectors
+from evaluation.neighbours import EXACT_LIMIT, HNSW_LINKS, HNSW_SEARCH_DEPTH, Gallery, check_k
+
+KINDS = ("auto", "flat", "ivf-flat", "ivf-pq", "hnsw")
+RERANK_FACTOR = 8           # ivf-pq: candidates re-ranked exactly per neighbour asked
+PART_ROWS = 1_000_000       # at most this many vectors per Ray task adding shards (its part is held in memory)
+IVF_FLAT_LIMIT = 2_000_000  # auto: more vectors than this get PQ codes (ivf-flat's lists: 4 bytes a component)
+MAX_CELLS = 65_536
+INFO = "index.json"
+
+
+def index_parameters(n: int, dimension: int, kind: str = "auto", exact_limit: int = EXACT_LIMIT,
+                     rerank: bool = True) -> dict:
+    """The index kind and its parameters for n vectors. auto: exact up to `exact_limit`, ivf-flat up to
+    IVF_FLAT_LIMIT, then ivf-pq, whose 16× smaller codes let a query scan 4× more cells in less time. nlist ≈ √N
+    cells (a power of two), 64 training vectors per cell; nprobe = nlist / 32 of them searched (16 to 64), with
+    PQ nlist / 16 (16 to 256); PQ with one byte per 4 components."""
+    if kind not in KINDS:
+        raise DataError(f"unknown index kind '{kind}'. Choose one of: {', '.join(KINDS)}")
+    if kind == "auto":
+        kind = "flat" if n <= exact_limit else "ivf-flat" if n <= IVF_FLAT_LIMIT else "ivf-pq"
+    parameters: dict = {"kind": kind}
+    if kind == "hnsw":
+        parameters.update(links=HNSW_LINKS, search_depth=HNSW_SEARCH_DEPTH)
+    if kind.startswith("ivf"):
+        nlist = min(MAX_CELLS, 2 ** math.ceil(math.log2(max(2.0, math.sqrt(n)))))
+        share, most = (16, 256) if kind == "ivf-pq" else (32, 64)
+        parameters.update(nlist=nlist, nprobe=min(nlist, max(16, min(most, nlist // share))),
+                          train_size=min(n, max(64 * nlist, 10_000)))
+    if kind == "ivf-pq":
+        parameters["pq_bytes"] = max(m for m in range(1, max(1, dimension // 4) + 1) if dimension % m == 0)
+        parameters["rerank"] = RERANK_FACTOR if rerank else 0
+    return parameters
+
+
+def factory_string(parameters: dict) -> str:
+    codes = f"PQ{parameters['pq_bytes']}np" if parameters["kind"] == "ivf-pq" else "Flat"  # np: no polysemous
+    return f"IVF{parameters['nlist']},{codes}"
+
+
+def read_columns(shards: list[Path], columns: list[str] | None):
+    """(shard, table of `columns`) one shard at a time, so no more than a shard is in memory; a DataError naming
+    a shard that cannot be read (the driver reads every shard before Ray tasks do)."""
+    for path in shards:
+        yield path, read_shard(pq.read_table, path, columns=columns)
+
+
+def read_shard(read, path: Path, **options):
+    """`read(path, **options)` (a pyarrow reader), a DataError naming the shard when it is not whole Parquet."""
+    try:
+        return read(path, **options)
+    except (OSError, pa.ArrowException) as error:
+        raise DataError(f"shard {path} cannot be read ({' '.join(str(error).split())[:200]}). Delete it and "
+                        "rerun the same 'evaluate.py embed' command to write it again") from None
+
+
+def training_sample(shards: list[Path], n: int, size: int, seed: int = 0) -> np.ndarray:
+    """`size` vectors drawn at random from all shards, read one shard at a time."""
+    chosen = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+    parts = []
+    for _, table in read_columns(shards, ["row", "embedding"]):
+        rows = table.column("row").to_numpy()
+        wanted = np.flatnonzero(np.isin(rows, chosen))
+        parts.append(shard_vectors(table.take(wanted)))
+    return np.concatenate(parts)
+
+
+def add_part(trained: np.ndarray, shards: list[str], part: str) -> int:
+    """A Ray task: the vectors of some shards added (with their rows as ids) to a copy of the trained index."""
+    index = faiss.deserialize_index(trained)
+    for _, table in read_columns([Path(path) for path in shards], ["row", "embedding"]):
+        index.add_with_ids(shard_vectors(table), table.column("row").to_numpy())
+    faiss.write_index(index, part)
+    return index.ntotal
+
+
+def shard_groups(shards: list[Path], shard_rows: int, workers: int) -> list[list[str]]:
+    """Consecutive shards grouped so that every worker gets a group, each of at most PART_ROWS vectors."""
+    per_group = max(1, min(PART_ROWS // shard_rows, math.ceil(len(shards) / workers)))
+    return [[str(path) for path in shards[i:i + per_group]] for i in range(0, len(shards), per_group)]
+
+
+def build_ivf(folder: Path, shards: list[Path], manifest: dict, parameters: dict, dimension: int,
+              address: str | None) -> faiss.Index:
+    """Trains the cells on a sample, adds shard groups in Ray tasks, merges their lists into lists.ivfdata."""
+    import ray
+    from faiss.contrib.ondisk import merge_ondisk
+    from tqdm import tqdm
+
+    workers = connect(address)
+    trained = faiss.index_factory(dimension, factory_string(parameters))
+    print(f"training {parameters['nlist']} cells on {parameters['train_size']:,} vectors")
+    trained.train(training_sample(shards, manifest["n"], parameters["train_size"]))
+    blob = ray.put(faiss.serialize_index(trained))
+    groups = shard_groups(shards, manifest["shard_rows"], workers)
+    parts = [str(folder / f"part-{k:04d}.index") for k in range(len(groups))]
+    task = ray.remote(num_cpus=1)(add_part)
+    pending = [task.remote(blob, group, part) for group, part in zip(groups, parts)]
+
+    with tqdm(total=manifest["n"], unit="vec", desc=f"adding shards in {len(groups)} Ray tasks") as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            bar.update(ray.get(done[0]))
+    with c_stdout_silenced():  # FAISS prints the size of the lists file it grows
+        merge_ondisk(trained, parts, str(folder / "lists.ivfdata"))
+    for part in parts:
+        Path(part).unlink()
+    faiss.extract_index_ivf(trained).nprobe = parameters["nprobe"]
+    return trained
+
+
+def build_in_memory(shards: list[Path], parameters: dict, dimension: int) -> faiss.Index:
+    """An exact or HNSW index over every vector at once (these kinds have no on-disk lists)."""
+    if parameters["kind"] == "flat":
+        index = faiss.IndexFlatL2(dimension)
+    else:
+        index = faiss.IndexHNSWFlat(dimension, parameters["links"])
+        index.hnsw.efSearch = parameters["search_depth"]
+    for _, table in read_columns(shards, ["embedding"]):
+        index.add(shard_vectors(table))
+    return index
+
+
+def write_rows(folder: Path, shards: list[Path], n: int, dimension: int, keep_vectors: bool) -> None:
+    """labels.npy, rows.parquet (every column but the embedding) and, for re-ranking, vectors.npy."""
+    labels = np.lib.format.open_memmap(folder / "labels.npy", "w+", np.int64, (n,))
+    vectors = np.lib.format.open_memmap(folder / "vectors.npy", "w+", np.float32, (n, dimension)) if keep_vectors \
+        else None
+    writer = None
+    for _, table in read_columns(shards, None):
+        rows = table.column("row").to_numpy()
+        labels[rows] = table.column("label").to_numpy()
+        if vectors is not None:
+            vectors[rows] = shard_vectors(table)
+        columns = table.drop_columns(["embedding", "label"])
+        writer = writer or pq.ParquetWriter(folder / "rows.parquet", columns.schema)
+        writer.write_table(columns)
+    writer.close()
+    labels.flush()
+    if vectors is not None:
+        vectors.flush()
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+
+
+def build_sharded_index(embeddings: str | Path, out: str | Path, kind: str = "auto",
+                        exact_limit: int = EXACT_LIMIT, rerank: bool = True, address: str | None = None) -> dict:
+    """Builds IDX/ `out` from the shards of `embeddings` (written whole under a temporary name); returns its info."""
+    out = writable(out)
+    manifest, shards = open_embeddings(embeddings)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} already exists. Delete it to rebuild the index, or pass another --out")
+    dimension = read_shard(pq.read_schema, shards[0]).field("embedding").type.list_size
+    parameters = index_parameters(manifest["n"], dimension, kind, exact_limit, rerank)
+    info = {**manifest, **parameters, "embeddings": str(Path(embeddings).resolve())}
+    started = time.perf_counter()
+
+    def write(temporary: str) -> None:
+        folder = Path(temporary)
+        folder.mkdir()
+        if parameters["kind"].startswith("ivf"):
+            index = build_ivf(folder, shards, manifest, parameters, dimension, address)
+        else:
+            index = build_in_memory(shards, parameters, dimension)
+        faiss.write_index(index, str(folder / "index.faiss"))
+        write_rows(folder, shards, manifest["n"], dimension, bool(parameters.get("rerank")))
+        info.update(dimension=dimension, build_seconds=time.perf_counter() - started,
+                    bytes_on_disk=folder_bytes(folder))
+        write_json(folder / INFO, info)
+
+    write_atomic(out, write)
+    return info
+
+
+@contextmanager
+def c_stdout_silenced():
+    """Drops what C code prints on stdout meanwhile: FAISS announces where it found the on-disk lists (a folder
+    may move, so they are looked for beside index.faiss) on every load, in the middle of a command's table."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+class ShardedIndex:
+    """An index folder written by `build_sharded_index`: FAISS over memory-mapped lists, labels and metadata.
+
+    Answers like a Gallery (`search`, `info`, `labels`, `len`), so queries never care how large the gallery is."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        try:
+            self.info = json.loads((self.folder / INFO).read_text())
+            with c_stdout_silenced():
+                self.index = faiss.read_index(str(self.folder / "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
+            if self.index.ntotal != self.info["n"] or self.index.d != self.info["dimension"]:
+                raise ValueError("its index.json does not describe its index")
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
+            raise DataError(f"{folder} is not an index folder written by evaluate.py index "
+                            f"({type(error).__name__}). Build one with 'evaluate.py index --out {folder}', "
+                            "or pass another --index") from None
+        if "nprobe" in self.info:
+            faiss.extract_index_ivf(self.index).nprobe = self.info["nprobe"]
+        self.vectors = np.load(self.folder / "vectors.npy", mmap_mode="r") if self.info.get("rerank") else None
+
+    def __len__(self) -> int:
+        return self.info["n"]
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        return np.load(self.folder / "labels.npy", mmap_mode="r")
+
+    @cached_property
+    def rows(self):
+        return pq.read_table(self.folder / "rows.parquet", memory_map=True)
+
+    def metadata(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """dataset_index and the source's columns (ra, dec, redshift, path, ...) of gallery rows `rows`."""
+        taken = self.rows.take(np.asarray(rows, np.int64))
+        return {name: taken.column(name).to_numpy() for name in taken.column_names if name != "row"}
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, gallery rows), both (n_queries, k), nearest first; distance = mean squared difference."""
+        check_k(k, len(self))
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        if self.vectors is None:
+            squared, rows = self.index.search(vectors, k)
+        else:
+            squared, rows = self.rerank(vectors, self.index.search(vectors, min(len(self), self.info["rerank"] * k))[1],
+                                        k)
+        return np.maximum(squared, 0) / self.index.d, rows
+
+    def rerank(self, vectors: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k candidates nearest by exact distance (missing candidates, -1, last)."""
+        found = candidates >= 0
+        exact = self.vectors[np.where(found, candidates, 0)]
+        squared = np.where(found, ((exact - vectors[:, None]) ** 2).sum(-1), np.inf)
+        order = np.argsort(squared, axis=1, kind="stable")[:, :k]
+        rows = np.take_along_axis(np.where(found, candidates, -1), order, 1)
+        return np.take_along_axis(squared, order, 1).astype(np.float32), rows
+
+
+def load_index(path: str | Path) -> Gallery | ShardedIndex:
+    """Any saved index, for search: an IDX/ folder of `evaluate.py index`, or a .npz file of `evaluate.py neighbours
+    --index`. Both answer `search(vectors, k) -> (distances, rows)`, `info`, `len()`, `labels` and
+    `metadata(rows)`; a DataError (one line) for anything else."""
+    path = Path(path)
+    return ShardedIndex(path) if path.is_dir() else Gallery.load(path)
