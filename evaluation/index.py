@@ -260,6 +260,16 @@ class ShardedIndex:
         taken = self.rows.take(np.asarray(rows, np.int64))
         return {name: taken.column(name).to_numpy() for name in taken.column_names if name != "row"}
 
+    def vector(self, row: int) -> np.ndarray:
+        """Gallery row `row`'s own vector, (1, dimensions): from vectors.npy, or from an exact index itself."""
+        if self.vectors is not None:
+            return np.asarray(self.vectors[row:row + 1])
+        try:
+            return self.index.reconstruct(int(row))[None]
+        except RuntimeError:
+            raise DataError(f"index {self.folder} keeps no vectors to query a gallery galaxy by (built with "
+                            "--no-rerank). Query with an image, or build it again without --no-rerank") from None
+
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(distances, gallery rows), both (n_queries, k), nearest first; distance = mean squared difference."""
         check_k(k, len(self))

@@ -184,6 +184,10 @@ class Gallery:
         """No per-row columns: a .npz gallery keeps only vectors and labels (its source has the metadata)."""
         return {}
 
+    def vector(self, row: int) -> np.ndarray:
+        """Gallery row `row`'s own vector, (1, dimensions): a gallery galaxy as a query, without embedding it."""
+        return self.embeddings[row:row + 1]
+
     def save(self, path: str | Path) -> Path:
         """One .npz file: embeddings, labels, the serialised FAISS index and `info` as JSON."""
         def write(temporary: str) -> None:

@@ -126,7 +126,11 @@ class Search:
         details = gallery_details(self.source, self.gallery.labels, np.array([index]))[0]
         query = json_safe({"kind": "galaxy", "index": index, "title": f"galaxy {index}", **details,
                            "image": f"/api/galaxies/{index}.png"})
-        return self.answer(self.gallery.embeddings[index:index + 1], k, query, started)
+        try:
+            vector = self.gallery.vector(index)
+        except DataError as error:
+            raise InputError(str(error), 409) from None
+        return self.answer(vector, k, query, started)
 
     def by_milky_way(self, k: str | int) -> dict:
         started = time.perf_counter()
@@ -172,8 +176,9 @@ def open_search(run_dir: str | Path | None, index_path: str | Path, embedding: s
     """The run's model and gallery (`spec_overrides` as in `gallery_spec`), its index from `index_path`, built
     and saved there first when the file does not exist (as `neighbours --index` does).
 
-    The one place the server opens an index; of it, the server uses `len`, `search(vectors, k)`, `labels`,
-    `embeddings` (a gallery galaxy's own vector) and `index` (its FAISS type, for --measure)."""
+    The one place the server opens an index: a .npz gallery or an IDX/ folder of `evaluate.py index`
+    (evaluation.index.load_index); of it, the server uses `len`, `search(vectors, k)`, `labels`, `vector(row)` (a
+    gallery galaxy's own vector) and `index` (its FAISS type, for --measure)."""
     spec = gallery_spec(run_dir, **spec_overrides)
     model = zoo.load(run_dir) if run_dir is not None else None
     embedding = embedding or default_embedding(model)
@@ -285,5 +290,5 @@ def measure_latency(search: Search, sock: socket.socket, n: int, k: int = DEFAUL
             results[kind] = {"median_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95)),
                              "max_ms": max(times)}
     return {"gallery_size": len(search.gallery), "k": k, "n": n, **search.about,
-            "image_size": search.spec.image_size, "dimensions": int(search.gallery.embeddings.shape[1]),
+            "image_size": search.spec.image_size, "dimensions": int(search.gallery.index.d),
             "index": type(search.gallery.index).__name__, "machine": device_name("cpu"), "queries": results}

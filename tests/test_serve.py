@@ -221,3 +221,22 @@ def test_the_page_shows_the_milky_ways_neighbours_and_a_click_makes_a_neighbour_
         expect(page.locator("#query-title")).to_have_text("mine.png")
         expect(page.locator("#error")).to_be_hidden()
         page.close()
+
+
+def test_an_index_folder_of_embed_and_index_answers_like_the_npz_gallery(local_ray, search, client, run_dir,
+                                                                         tmp_path):
+    """`serve --index IDX/` (evaluate.py embed + index, on Ray): the same neighbours as the .npz gallery, a gallery
+    galaxy queried by its stored vector."""
+    from evaluation.embed import embed_shards
+    from evaluation.index import ShardedIndex, build_sharded_index
+
+    embed_shards(tmp_path / "emb", run_dir, shard_rows=16)
+    build_sharded_index(tmp_path / "emb", tmp_path / "idx")
+    sharded = open_search(run_dir, tmp_path / "idx")
+    assert isinstance(sharded.gallery, ShardedIndex) and len(sharded.gallery) == 40
+    folder_client = TestClient(create_app(sharded))
+    for params in ({"k": 6}, {"index": 7, "k": 5}):
+        from_folder = folder_client.get("/api/neighbours", params=params).json()
+        assert indices(from_folder["neighbours"]) == indices(client.get("/api/neighbours", params=params).json()
+                                                             ["neighbours"])
+    np.testing.assert_allclose(sharded.gallery.vector(7), search.gallery.vector(7), atol=1e-6)
