@@ -107,3 +107,20 @@ def test_composite_models_do_not_distribute(tmp_path, capsys):
 def test_unknown_strategy_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown --distribute 'ring'"):
         start("ring")
+
+
+def test_benchmark_reports_images_per_second_and_efficiency_per_device_count(tmp_path, capsys):
+    import evaluate
+
+    cli.run(lambda: evaluate.main(["benchmark", "--distribute", STRATEGY, "--replicas", "1,2", "--models",
+                                   "classifier", "--image-size", "16", "--batch-size", "8", "--steps", "2",
+                                   "--warmup", "1", "--out", str(tmp_path)]))
+    result = json.loads((tmp_path / "scaling.json").read_text())
+    one, two = result["records"]
+    assert (result["strategy"], one["devices"], two["devices"]) == (STRATEGY, 1, 2)
+    assert one["images_per_s"] > 0 and two["images_per_s"] > 0
+    assert one["scaling_efficiency"] == 1.0
+    assert two["scaling_efficiency"] == pytest.approx(two["images_per_s"] / (2 * one["images_per_s"]))
+    table = (tmp_path / "scaling.md").read_text()
+    assert f"| classifier | {one['images_per_s']:.1f} (1.00) | {two['images_per_s']:.1f} " in table
+    assert table in capsys.readouterr().out
