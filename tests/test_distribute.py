@@ -70,7 +70,7 @@ def test_gan_step_on_two_replicas_equals_one_replica():
 
 def test_train_cli_records_the_strategy_and_devices(tmp_path, capsys):
     out = tmp_path / "run"
-    cli.run(lambda: train.main(["--model", "classifier", "--image-size", "16", "--limit", "40", "--epochs", "1",
+    cli.run(lambda: train.main(["--model", "classifier", "--image-size", "16", "--limit", "80", "--epochs", "1",
                          "--batch-size", "8", "--distribute", STRATEGY, "--devices", "2", "--out", str(out)]))
     config = json.loads((out / "config.json").read_text())
     assert config["distribution"] == {"strategy": STRATEGY, "devices": 2, "processes": 1}
