@@ -183,6 +183,54 @@ def run_neighbours(args) -> None:
           f"wrote {out}/neighbours.csv, {out}/neighbours.png")
 
 
+def port_number(text: str) -> int:
+    """An argparse type for --port: 0 (any free port) to 65535."""
+    import argparse
+
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got '{text}'")
+    return int(text)
+
+
+def add_serve(commands) -> None:
+    parser = subcommand(commands, "serve", run_serve)
+    add_gallery_flags(parser)
+    parser.add_argument("--index", required=True, metavar="FILE",
+                        help="embeddings + FAISS index of the gallery: built and saved here first if missing")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=port_number, default=8000, help="port to listen on (8000; 0: any free one)")
+    parser.add_argument("--measure", type=cli.positive_int, metavar="N",
+                        help="instead of serving: time N queries of each kind over HTTP, write serve-latency.json")
+    parser.add_argument("--out", help="with --measure: folder for serve-latency.json (default RUN/serve)")
+
+
+def run_serve(args) -> None:
+    """A web page and JSON API for the Milky Way search: pick or upload a galaxy, see its neighbours.
+
+    Serve http://HOST:PORT/, a page showing the k nearest gallery galaxies to the rendered Milky Way, an uploaded
+    PNG/JPEG or any gallery galaxy (click a neighbour to make it the query), and the JSON API it reads: GET
+    /api/neighbours?index=I&k=K (without index: the Milky Way), POST /api/neighbours?k=K with an image as the body,
+    GET /api/galaxies/I.png. The gallery's vectors come from --index, built first when the file is missing; only
+    the query is embedded. With --measure N: time N queries of each kind and write serve-latency.json."""
+    from core.files import write_json
+    from evaluation.serve import listen, measure_latency, open_search, serve, url_of
+
+    out = default_out(args, "serve") if args.measure else None
+    with listen(args.host, args.port) as sock:
+        search = open_search(args.run, args.index, args.embedding, **gallery_overrides(args))
+        if out is None:
+            print(f"serving {url_of(sock)} ({len(search.gallery):,} galaxies of {search.about['dataset']}, "
+                  f"{search.about['embedding']} embedding); Ctrl+C stops it", flush=True)
+            serve(search, sock)
+            return
+        result = measure_latency(search, sock, args.measure)
+    for kind, times in result["queries"].items():
+        print(f"{kind:>10}: median {times['median_ms']:.1f} ms, 95th percentile {times['p95_ms']:.1f} ms")
+    print(f"{args.measure} queries of each kind, k {result['k']}, over {result['gallery_size']:,} galaxies "
+          f"({result['dimensions']}-d {result['index']}) on {result['machine']}; wrote {out}/serve-latency.json")
+    write_json(f"{out}/serve-latency.json", result)
+
+
 def add_retrieval(commands) -> None:
     parser = subcommand(commands, "retrieval", run_retrieval)
     parser.add_argument("--k", type=cli.positive_int, default=10, help="neighbours per query (10)")
@@ -320,8 +368,8 @@ def run_paper(args) -> None:
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="evaluate.py", description="Evaluate astrozoo models and write results.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=cli.Parser)
-    for add_command in (add_benchmark, add_neighbours, add_retrieval, add_reconstruct, add_generate, add_score,
-                        add_paper):
+    for add_command in (add_benchmark, add_neighbours, add_serve, add_retrieval, add_reconstruct, add_generate,
+                        add_score, add_paper):
         add_command(commands)
     return parser
 

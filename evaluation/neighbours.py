@@ -113,8 +113,9 @@ def embedder(model, embedding: str) -> Callable[[np.ndarray], np.ndarray]:
     if capability not in offered:
         meaning = {"latent": "latent space", "scores": "class scores"}[embedding]
         others = [f"--embedding {name}" for name, needed in EMBEDDING_CAPABILITY.items() if needed in offered]
-        raise ModelError(f"model '{model.zoo_name}' has no {meaning}. Use {others[0] if others else '--embedding pixels'}"
-                         f" or a run of {models_like(model, capability)}")
+        instead = others[0] if others else "--embedding pixels"
+        raise ModelError(f"model '{model.zoo_name}' has no {meaning}. Use {instead} or a run of "
+                         f"{models_like(model, capability)}")
     method = getattr(model, capability)
     return lambda images: np.asarray(method(images), np.float32).reshape(len(images), -1)
 
@@ -281,25 +282,33 @@ class Neighbours:
     seconds: dict       # "embed": the query through the model, "search": the FAISS look-up
 
 
+def gallery_details(source: Source, labels: np.ndarray, rows: np.ndarray) -> list[dict]:
+    """Label, class name and the source's metadata (ra/dec/redshift, path, ...) of each gallery row in `rows`."""
+    metadata = source.metadata(rows)
+    return [{"label": int(labels[row]), "class_name": source.class_names[labels[row]] if labels[row] >= 0 else "",
+             **{key: column[i].item() for key, column in metadata.items()}} for i, row in enumerate(rows)]
+
+
+def neighbour_rows(vector: np.ndarray, gallery: Gallery, source: Source, k: int) -> list[dict]:
+    """The k gallery images nearest to the embedded query `vector` (1, d), nearest first: rank, dataset index,
+    distance and `gallery_details` of each."""
+    distances, found = gallery.search(vector, k)
+    return [{"rank": rank, "index": int(row), "distance": float(distance), **details}
+            for rank, (row, distance, details) in enumerate(
+                zip(found[0], distances[0], gallery_details(source, gallery.labels, found[0])), start=1)]
+
+
 def find_neighbours(query: np.ndarray, gallery: Gallery, source: Source, spec: GallerySpec, model, k: int
                     ) -> Neighbours:
-    """The k gallery images nearest to `query` (1, S, S, C), with labels, class names and the source's metadata."""
+    """The k gallery images nearest to `query` (1, S, S, C), with their table rows and prepared images."""
     import time
 
     started = time.perf_counter()
     vector = embedder(model, gallery.info["embedding"])(query)
     embedded = time.perf_counter()
-    distances, found = gallery.search(vector, k)
+    rows = neighbour_rows(vector, gallery, source, k)
     seconds = {"embed": embedded - started, "search": time.perf_counter() - embedded}
-    distances, found = distances[0], found[0]
-    labels = gallery.labels[found]
-    metadata = source.metadata(found)
-    rows = []
-    for rank, (row, distance, label) in enumerate(zip(found, distances, labels), start=1):
-        entry = {"rank": rank, "index": int(row), "distance": float(distance), "label": int(label),
-                 "class_name": source.class_names[label] if label >= 0 else ""}
-        entry.update({key: column[rank - 1].item() for key, column in metadata.items()})
-        rows.append(entry)
+    found = np.array([row["index"] for row in rows])
     return Neighbours(query, read_prepared(source, found, spec), rows, len(gallery), seconds)
 
 

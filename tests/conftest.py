@@ -4,6 +4,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import cv2  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -52,3 +53,14 @@ def striped_source():
     images[labels == 0, ::4] = 220
     images[labels == 1, :, ::4] = 220
     return ArraySource(images, labels, ("rows", "columns"), name="stripes")
+
+
+@pytest.fixture
+def striped_folder(tmp_path, striped_source):
+    """The striped images as PNG files in class sub-folders (rows/, columns/), a real `folder` dataset."""
+    images, labels = striped_source.read(0, len(striped_source))
+    for k, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / "stripes" / striped_source.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{k:02d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return tmp_path / "stripes"

@@ -103,6 +103,13 @@ BAD_INPUT = [
     (["generate", "--run", "{classifier}", "--near", "milky-way"], "model 'classifier' cannot encode and decode"),
     (["generate", "--run", "{vae}", "--noise", "0.5"], "error: --noise only applies to --near"),
     (["generate", "--n", "3"], "error: the following arguments are required: --run"),
+    (["serve", "--run", "not-a-run", "--index", "g.npz", "--port", "0"], "error: 'not-a-run' is not a run folder"),
+    (["serve", "--run", "{autoencoder}", "--index", "g.npz", "--port", "70000"],
+     "error: argument --port: expected a port number from 0 to 65535, got '70000'"),
+    (["serve", "--run", "{autoencoder}", "--index", "g.npz", "--port", "http"], "expected a port number from 0 to"),
+    (["serve", "--run", "{autoencoder}", "--index", "g.npz", "--port", "0", "--dataset", "sdss"],
+     "error: unknown dataset 'sdss'. Choose one of: synthetic-galaxies, galaxy10,"),
+    (["serve", "--run", "{autoencoder}"], "error: the following arguments are required: --index"),
 ]
 
 

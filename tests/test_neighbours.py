@@ -16,17 +16,6 @@ from evaluation import neighbours
 from evaluation.neighbours import Gallery, GallerySpec, build_index, embedder, load_query, nearest, open_gallery
 
 
-@pytest.fixture
-def striped_folder(tmp_path, striped_source):
-    """The striped images as PNG files in class sub-folders (rows/, columns/), a real `folder` dataset."""
-    images, labels = striped_source.read(0, len(striped_source))
-    for k, (image, label) in enumerate(zip(images, labels)):
-        folder = tmp_path / "stripes" / striped_source.class_names[label]
-        folder.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(folder / f"{k:02d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    return tmp_path / "stripes"
-
-
 def test_a_gallery_image_is_its_own_nearest_neighbour(striped_folder, tmp_path):
     query = striped_folder / "columns" / "07.png"
     result = nearest(str(query), k=4, embedding="pixels", out_dir=tmp_path / "out", dataset="folder",

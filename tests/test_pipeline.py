@@ -48,6 +48,14 @@ def test_resize_and_centre_crop():
     assert resized[0, 0, 0, 0] == 0
 
 
+@pytest.mark.parametrize("shape, crop", [((37, 53, 3), None), ((256, 256, 3), 0.37), ((45, 45, 1), 0.5)])
+def test_a_query_is_prepared_exactly_like_the_dataset(shape, crop):
+    images = np.random.default_rng(0).integers(0, 256, (3, *shape), dtype=np.uint8)
+    dataset, _ = to_numpy(make_dataset(ArraySource(images), image_size=24, crop=crop, cache=False))
+    for image, expected in zip(images, dataset):
+        np.testing.assert_array_equal(prepare_image(image, 24, crop)[0], expected)
+
+
 def test_shuffle_changes_order_but_not_content(striped_source):
     images, labels = to_numpy(make_dataset(striped_source, image_size=24, shuffle=True, seed=1))
     assert not np.array_equal(labels, striped_source.labels())
@@ -84,7 +92,8 @@ def test_tiling_then_stitching_restores_the_image():
 def test_images_of_different_sizes_are_resized_to_one_size():
     class Mixed(ArraySource):
         def read(self, start, stop):
-            return [np.full((10 + 5 * i, 20, 3), 50 * i, np.uint8) for i in range(start, stop)], self._labels[start:stop]
+            images = [np.full((10 + 5 * i, 20, 3), 50 * i, np.uint8) for i in range(start, stop)]
+            return images, self._labels[start:stop]
 
     source = Mixed(np.zeros((4, 1, 1, 3), np.uint8))
     images, _ = to_numpy(make_dataset(source, image_size=8, batch_size=3))

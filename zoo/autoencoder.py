@@ -18,6 +18,7 @@ from keras import layers, ops
 
 from core.errors import ModelError
 from core.worlds import GALAXY_SIZE
+from zoo.inference import predict
 from zoo.registry import register
 
 DOWNSAMPLINGS = 4
@@ -116,7 +117,7 @@ class LatentModel(keras.Model):
 
     def encode(self, images, batch_size: int = 256):
         """Latent vectors (n, latent_dim) of images in [0, 1]."""
-        return self.encoder.predict(images, batch_size=batch_size, verbose=0)
+        return predict(self.encoder, images, batch_size)
 
     def decode(self, vectors, batch_size: int = 256):
         """Images in [0, 1] from latent vectors."""

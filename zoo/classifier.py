@@ -11,6 +11,7 @@ from keras import layers
 
 from core.errors import ModelError
 from core.worlds import GALAXY_SIZE
+from zoo.inference import predict
 from zoo.registry import register
 
 PRESETS = ("seed", "wide")
@@ -77,7 +78,7 @@ class Classifier(keras.Model):
 
     def classify(self, images, batch_size: int = 256):
         """Class probabilities (n, num_classes) of images in [0, 1]."""
-        return self.predict(images, batch_size=batch_size, verbose=0)
+        return predict(self, images, batch_size)
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "channels": self.channels,

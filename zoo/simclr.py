@@ -21,6 +21,7 @@ from keras import layers, ops
 
 from core.errors import ModelError
 from core.worlds import GALAXY_SIZE
+from zoo.inference import predict
 from zoo.registry import register
 
 STAGES = 4   # the encoder halves the image STAGES times: 64 px → 4 px
@@ -183,7 +184,7 @@ class SimCLR(keras.Model):
 
     def encode(self, images, batch_size: int = 256):
         """Encoder features (n, features) of images in [0, 1], no augmentation: the embedding for search."""
-        return self.encoder.predict(images, batch_size=batch_size, verbose=0)
+        return predict(self.encoder, images, batch_size)
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "channels": self.channels,

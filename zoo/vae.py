@@ -31,6 +31,7 @@ from keras import layers, ops
 
 from core.worlds import GALAXY_SIZE
 from zoo.autoencoder import LatentModel, check_preset, conv_decoder, conv_trunk, residual_decoder, residual_trunk
+from zoo.inference import predict
 from zoo.registry import register
 
 MOMENTUM = 0.99              # of the moving code statistics and pixel noise (a window of about 100 batches)
@@ -121,7 +122,7 @@ class VAE(LatentModel):
 
     def encode(self, images, batch_size: int = 256):
         """The posterior means (n, latent_dim): the deterministic embedding used for search."""
-        return self.encoder.predict(images, batch_size=batch_size, verbose=0)[0]
+        return predict(self.encoder, images, batch_size)[0]
 
     def decode(self, vectors, batch_size: int = 256):
         """Images in [0, 1] from latent vectors: the likelihood's mean (clipped for the Gaussian's)."""
