@@ -193,7 +193,8 @@ def train_beside(config: TrainConfig, run_dir: Path, scratch: Path, resume: bool
     if resume:
         shutil.copytree(RunFolder(run_dir).checkpoint, RunFolder(scratch / "run").checkpoint)
         shutil.copy(RunFolder(run_dir).config, RunFolder(scratch / "run").config)
-    return train(config, scratch / "run", resume, verbose=0, distribution=dataclasses.replace(distribution, process_id=0))[1]
+    as_writer = dataclasses.replace(distribution, process_id=0)
+    return train(config, scratch / "run", resume, verbose=0, distribution=as_writer)[1]
 
 
 @contextmanager

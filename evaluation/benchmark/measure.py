@@ -285,11 +285,11 @@ def measure_pipelines(config: BenchmarkConfig, progress: Callable[[str], None]) 
     return records
 
 
-def build(name: str, config: BenchmarkConfig):
+def build(name: str, config: BenchmarkConfig, **overrides):
     """The model with its defaults, at --image-size (galaxy models) and --seed where it has those options."""
     entry = zoo.get_entry(name)
     wanted = {"image_size": model_image_size(entry, config), "seed": config.seed}
-    return zoo.create(name, **{key: value for key, value in wanted.items() if key in entry.defaults})
+    return zoo.create(name, **{key: value for key, value in wanted.items() if key in entry.defaults}, **overrides)
 
 
 def measure_model(name: str, device: str, config: BenchmarkConfig, peak_gflops: float,

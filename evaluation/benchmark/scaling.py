@@ -1,11 +1,12 @@
 """`evaluate.py benchmark --distribute STRATEGY --replicas 1,2`: training images/s of each model on 1, 2, ...
 devices under train.py's distribution (training/distribute.py), and the scaling efficiency.
 
-A measurement is Keras `fit` over `steps` global batches of `batch_size` synthetic images, after an untimed
-epoch that compiles; the global batch stays the same for every device count (train.py's --batch-size), so N
-devices each get batch_size / N images a step. Efficiency at N devices = images/s at N / (N × images/s at the
-first count). On one CPU split into logical devices the replicas share the same cores: the point there is that
-the step runs and agrees (tests/test_distribute.py), not a speed-up, which needs real devices.
+A measurement is Keras `fit` (StyleGAN at its full resolution) over `steps` global batches of `batch_size`
+synthetic images, after an untimed epoch that compiles. The global batch stays the same for every device count
+(train.py's --batch-size), so N devices each get batch_size / N images a step. Efficiency at N devices =
+images/s at N / (N × images/s at the first count). On one CPU split into logical devices the replicas share the
+same cores: the point there is that the step runs and agrees (tests/test_distribute.py), not a speed-up, which
+needs real devices.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def measure_one(name: str, size: int, images: np.ndarray, labels: np.ndarray, st
     distribution = start(strategy, devices=count)
     try:
         with distribution.scope():
-            model = build(name, config)
+            model = build(name, config, **full_resolution(name, size))
         batches = tf.data.Dataset.from_tensors((images, labels)).repeat()
 
         def epoch(steps: int):
@@ -66,6 +67,11 @@ def measure_one(name: str, size: int, images: np.ndarray, labels: np.ndarray, st
             "images_per_s": config.batch_size * config.steps / took.wall,
             "ms_per_step": 1000 * took.wall / config.steps, "compile_s": compile_s,
             "batch_size": config.batch_size, "image_size": size, "steps": config.steps}
+
+
+def full_resolution(name: str, size: int) -> dict:
+    """StyleGAN grows from 4×4; its scaling is timed on the full-resolution step, the one that costs."""
+    return {"start_size": size} if "start_size" in zoo.get_entry(name).defaults else {}
 
 
 def device_kind(distribution) -> str:
