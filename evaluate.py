@@ -82,6 +82,11 @@ def add_benchmark(commands) -> None:
                         help="mixed_float16 on GPU, mixed_bfloat16 on CPU (default float32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="folder for benchmark.json/.md/.png (with --compare: compare.json)")
+    parser.add_argument("--distribute", choices=("mirrored", "data-parallel"),
+                        help="measure training under train.py's --distribute on 1, 2, ... devices instead (--replicas; "
+                             "default models classifier,stylegan): scaling.json and scaling.md")
+    parser.add_argument("--replicas", type=lambda text: tuple(int(n) for n in text.split(",")), default=(1, 2),
+                        help="device counts for --distribute, comma-separated (default 1,2)")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
                         help="compare two benchmark.json files instead of measuring")
     parser.add_argument("--price-a", type=cli.positive_float, default=PRICES["p3.8xlarge"],
@@ -126,6 +131,8 @@ def run_benchmark(args) -> None:
     if args.image_size % 8:
         raise cli.UsageError(f"--image-size must be a positive multiple of 8, got {args.image_size}. Use e.g. 64")
     writable(args.out)
+    if args.distribute:
+        return run_scaling(args)
     config = benchmark.BenchmarkConfig(
         models=args.models or tuple(zoo.list_models()), devices=args.devices, modes=args.modes,
         batch_size=args.batch_size, image_size=args.image_size, steps=args.steps, warmup=args.warmup,
@@ -134,6 +141,28 @@ def run_benchmark(args) -> None:
     paths = benchmark.write_report(result, args.out)
     print("\n" + benchmark.markdown_table(result))
     print("wrote " + " ".join(str(path) for path in paths))
+
+
+def run_scaling(args) -> None:
+    """`benchmark --distribute`: training images/s per device count and the scaling efficiency."""
+    from pathlib import Path
+
+    from core.files import write_atomic, write_json
+    from evaluation import benchmark
+    from evaluation.benchmark.scaling import SCALING_MODELS, measure_scaling, scaling_table
+
+    if any(count < 1 for count in args.replicas):
+        raise cli.UsageError(f"--replicas must be positive device counts, got {args.replicas}. Use e.g. 1,2")
+    config = benchmark.BenchmarkConfig(models=args.models or SCALING_MODELS, devices=("cpu",), modes=("train",),
+                                       batch_size=args.batch_size, image_size=args.image_size, steps=args.steps,
+                                       warmup=args.warmup, max_seconds=args.max_seconds, seed=args.seed)
+    result = measure_scaling(config, args.distribute, args.replicas)
+    table = scaling_table(result)
+    print("\n" + table)
+    out = Path(args.out)
+    written = [write_json(out / "scaling.json", result),
+               write_atomic(out / "scaling.md", lambda tmp: Path(tmp).write_text(table + "\n"))]
+    print("wrote " + " ".join(str(path) for path in written))
 
 
 def add_gallery_flags(parser) -> None:

@@ -5,6 +5,7 @@ Thin CLI: flags → training.TrainConfig → training.train, which writes the ru
 from __future__ import annotations
 
 import cli
+from core.runs import STRATEGIES
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -57,6 +58,16 @@ def build_parser() -> cli.Parser:
     parser.add_argument("--seed", type=int, default=0, help="drives data, shuffling, initialisation and sampling")
     parser.add_argument("--out", help="run folder (default runs/<model>-<timestamp>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last finished epoch")
+    spread = parser.add_argument_group("training on several devices and processes (training/distribute.py)")
+    spread.add_argument("--distribute", default="none", choices=STRATEGIES,
+                        help="mirrored: tf.distribute.MirroredStrategy over the local GPUs (TensorFlow); "
+                             "data-parallel: keras.distribution.DataParallel over every device (JAX). "
+                             "--batch-size is the global batch")
+    spread.add_argument("--devices", type=cli.positive_int,
+                        help="replicas: the first N GPUs, or N logical CPUs where there is no GPU")
+    spread.add_argument("--coordinator", metavar="HOST:PORT", help="data-parallel: process 0's address")
+    spread.add_argument("--num-processes", type=cli.positive_int, help="data-parallel: processes in all")
+    spread.add_argument("--process-id", type=int, help="data-parallel: this process, from 0 (0 writes the run)")
     return parser
 
 
@@ -75,10 +86,14 @@ def print_catalogue() -> None:
         print(f"{name:<20}{description}")
 
 
+PER_PROCESS = ("coordinator", "num_processes", "process_id")     # how this process joins, not a run setting
+
+
 def settings_given_with_resume(parser: cli.Parser, args) -> list[str]:
-    """The flags given beside --resume other than --epochs: a resumed run keeps its own settings."""
+    """The flags given beside --resume other than --epochs and the joining ones: a resumed run keeps its own
+    settings."""
     return [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
-            if name not in ("resume", "epochs") and value != parser.get_default(name)]
+            if name not in ("resume", "epochs", *PER_PROCESS) and value != parser.get_default(name)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                                  f"{', '.join(given)} cannot change. Drop them (only --epochs applies with --resume)")
         config = load_config(args.resume)
         config.epochs = args.epochs or config.epochs
-        run_dir, final = train(config, run_dir=args.resume, resume=True)
+        run_dir, final = train(config, run_dir=args.resume, resume=True, distribution=joined(config, args))
     else:
         if not args.model:
             raise cli.UsageError("no --model given. Pick one from 'python train.py --list', e.g. --model vae")
@@ -103,10 +118,18 @@ def main(argv: list[str] | None = None) -> None:
                              limit=args.limit, image_size=args.image_size, crop=args.crop, tile=args.tile,
                              epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                              learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
-                             augment=args.augment, seed=args.seed, options=model_flags(args))
-        run_dir, final = train(config, run_dir=args.out)
+                             augment=args.augment, seed=args.seed, options=model_flags(args),
+                             distribute=args.distribute, devices=args.devices)
+        run_dir, final = train(config, run_dir=args.out, distribution=joined(config, args))
     metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.startswith("val_"))
     print(f"done: {run_dir}  {metrics}")
+
+
+def joined(config, args):
+    """The run's distribution, with this process joined to the others when the flags say so."""
+    from training.distribute import start
+
+    return start(config.distribute, config.devices, args.coordinator, args.num_processes, args.process_id)
 
 
 if __name__ == "__main__":

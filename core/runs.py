@@ -16,6 +16,7 @@ from core.errors import ModelError
 
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 32
+STRATEGIES = ("none", "mirrored", "data-parallel")     # TrainConfig.distribute: see training/distribute.py
 
 
 @dataclass
@@ -38,6 +39,8 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     options: dict = field(default_factory=dict)
+    distribute: str = "none"           # none, mirrored (TensorFlow) or data-parallel (JAX): training/distribute.py
+    devices: int | None = None         # replicas; None: every local GPU (mirrored) or device (data-parallel)
 
 
 class RunFolder:

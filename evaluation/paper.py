@@ -163,7 +163,8 @@ def table1(trained: dict[str, dict], config: PaperConfig) -> str:
             "stylegan": f"short schedule: {stylegan_images:,} tiles of {config.stylegan_tile} px at "
                         f"{config.stylegan_image_size} px, grown from {config.stylegan_start_size} px"}
     lines = ["| model | seed hardware | seed USD/h | seed hours | seed USD | here: trained on | here: wall | "
-             f"here: CPU | here: USD at {CPU_PRICE[0]} {CPU_PRICE[1]}/h |", "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+             f"here: CPU | here: USD at {CPU_PRICE[0]} {CPU_PRICE[1]}/h |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for name in MODELS:
         hardware, price, hours, cost = SEED_TRAINING[name]
         wall, cpu = trained[name]["wall_s"], trained[name]["cpu_s"]
@@ -207,7 +208,8 @@ def make_paper(out_dir: str | Path = "reports/paper", config: PaperConfig = Pape
                                                           "kid_domain", "precision", "recall")}
                       for s in report["sets"]},
         "collapse": {s["name"]: s["collapse"]["collapsed"] for s in report["sets"]},
-        "source_count": {s["name"]: s["source_count"] for s in report["sets"]} | {"real": report["real"]["source_count"]},
+        "source_count": ({s["name"]: s["source_count"] for s in report["sets"]}
+                         | {"real": report["real"]["source_count"]}),
         "training": {name: {k: v for k, v in run.items() if k != "final"} for name, run in trained.items()},
         "seed_training": {name: dict(zip(("hardware", "usd_per_hour", "hours", "usd"), row))
                           for name, row in SEED_TRAINING.items()},

@@ -13,6 +13,25 @@ import pytest  # noqa: E402
 
 from datasets.source import ArraySource  # noqa: E402
 
+REPLICAS = 2    # the CPU is split into this many devices before the backend starts, for the distribution tests
+
+
+def split_the_cpu(devices: int) -> None:
+    """TensorFlow: `devices` logical CPUs; JAX: `devices` CPU devices. Work not placed on a device runs on the
+    first one, so only the tests that ask for replicas notice."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    else:
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", devices)
+
+
+split_the_cpu(REPLICAS)
+
 
 @pytest.fixture(autouse=True)
 def seeded():

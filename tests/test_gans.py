@@ -1,8 +1,7 @@
 """DCGAN and WGAN-GP: the sizes they support, the 30×30 star-patch interface the layered model trains through,
 a gradient penalty that stays finite, learning, collapse warnings and a train.py run folder.
 
-Tests named test_tf_* need TensorFlow (training: zoo/gan.py; run folders); the others also pass with
-KERAS_BACKEND=jax.
+Every test here also runs on JAX (tests/test_backends.py); tf.data feeds both backends.
 """
 import keras
 import numpy as np
@@ -65,7 +64,7 @@ def test_generate_depends_only_on_the_seed():
     assert not np.allclose(model.generate(6, seed=2), first)
 
 
-def test_tf_wgan_gp_on_30px_star_patches_and_round_trip(tmp_path):
+def test_wgan_gp_on_30px_star_patches_and_round_trip(tmp_path):
     """The interface the layered star-field model uses: create, fit on (images, labels) batches, generate, save."""
     import tensorflow as tf
 
@@ -87,11 +86,9 @@ def test_tf_wgan_gp_on_30px_star_patches_and_round_trip(tmp_path):
     assert int(loaded.discriminator_optimizer.iterations.numpy()) == 6
 
 
-def test_tf_gradient_penalty_stays_finite_where_the_critic_is_flat(monkeypatch):
+def test_gradient_penalty_stays_finite_where_the_critic_is_flat(monkeypatch):
     """With all critic weights 0, ∇D(x̂) = 0: without the epsilon under the square root, the penalty's gradient
     is 0/0 = NaN."""
-    import tensorflow as tf
-
     import zoo.gan
 
     model = zoo.create("wgan-gp", image_size=8, channels=1, **TINY)
@@ -101,9 +98,9 @@ def test_tf_gradient_penalty_stays_finite_where_the_critic_is_flat(monkeypatch):
     kernels = [weight for weight in model.discriminator.trainable_variables if "kernel" in weight.path]
 
     def penalty_and_gradients():
-        with tf.GradientTape() as tape:
-            penalty = model.gradient_penalty(real, fake)
-        return float(penalty), [g.numpy() for g in tape.gradient(penalty, kernels)]
+        terms, gradients = zoo.gan.loss_gradients(model, lambda: {"penalty": model.gradient_penalty(real, fake)},
+                                                  "penalty", kernels)
+        return float(terms["penalty"]), [keras.ops.convert_to_numpy(g) for g in gradients]
 
     penalty, gradients = penalty_and_gradients()
     assert penalty == pytest.approx(1.0, abs=1e-5)
@@ -112,7 +109,7 @@ def test_tf_gradient_penalty_stays_finite_where_the_critic_is_flat(monkeypatch):
     assert np.isnan(penalty_and_gradients()[1][0]).all()
 
 
-def test_tf_dcgan_learns_where_the_light_is():
+def test_dcgan_learns_where_the_light_is():
     """Trained on dark patches with a central star, generated images go from flat grey to a bright centre on a
     dark sky."""
     patches = star_patches(128, size=16)
@@ -129,7 +126,7 @@ def test_tf_dcgan_learns_where_the_light_is():
     assert border < 0.15 and centre > border + 0.5 * (real_centre - real_border)
 
 
-def test_tf_collapse_monitor_warns_when_a_gan_makes_only_black_images(capsys):
+def test_collapse_monitor_warns_when_a_gan_makes_only_black_images(capsys):
     """A generator stuck on black (its output layer biased far negative) is caught after the epoch, and the
     warning line comes after the epoch's progress line."""
     from training.callbacks import CollapseMonitor
@@ -151,7 +148,7 @@ def test_tf_collapse_monitor_warns_when_a_gan_makes_only_black_images(capsys):
     assert err.count("\n") == 1
 
 
-def test_tf_train_run_of_a_wgan_on_30px_images(tmp_path, capsys):
+def test_train_run_of_a_wgan_on_30px_images(tmp_path, capsys):
     """train.py's run folder for a GAN at a size that is not a multiple of 8: both losses and the penalty,
     the collapse statistics, the fixed-noise grid, TensorBoard images, and a loadable generator."""
     from core.runs import TrainConfig

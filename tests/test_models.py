@@ -3,8 +3,8 @@ steps leave nothing NaN (Keras models: fit; composite models: fit_source on a fe
 load give identical outputs, and each capability method returns the right shape and range. A model registered
 without a tiny configuration here fails test_every_registered_model_is_covered.
 
-GANs (and the layered model, which trains two) have an optimizer per network and train with TensorFlow only; on
-another backend their fit must refuse.
+The same tests run on TensorFlow here and on JAX in a second pytest process (tests/test_backends.py): every
+model trains on both. GANs (and the layered model, which trains two) have an optimizer per network.
 """
 import json
 
@@ -14,13 +14,11 @@ import numpy as np
 import pytest
 
 import zoo
-from core.errors import ModelError
 from core.files import write_png
 from core.worlds import SCORE_RANGE
 from datasets.source import ArraySource
 from zoo.gan import GAN
 from zoo.parts import CompositeModel
-from zoo.registry import trains_on
 
 MODELS = zoo.list_models()
 
@@ -120,15 +118,10 @@ def keras_parts(model) -> list:
     return [value for value in vars(model).values() if isinstance(value, keras.Model)]
 
 
-def train(name, model, tiny_images, star_fields) -> bool:
-    """Two train steps (composite models: fit_source on the tiny fields); False where this backend cannot train."""
-    backend = keras.backend.backend()
+def train(name, model, tiny_images, star_fields) -> None:
+    """Two train steps (composite models: fit_source on the tiny fields), on the current backend."""
     if isinstance(model, CompositeModel):
         assert not model.trained
-        if not trains_on(model, backend):
-            with pytest.raises(ModelError, match="trains only with the TensorFlow backend"):
-                model.fit_source(star_fields[0], verbose=0)
-            return False
         rows = []
         model.fit_source(star_fields[0], validation=star_fields[1], epochs=1, batch_size=4, steps_per_epoch=2,
                          log=rows.append, verbose=0)
@@ -139,17 +132,11 @@ def train(name, model, tiny_images, star_fields) -> bool:
             assert np.isfinite(numbers).all(), row
     else:
         images, labels = tiny_images
-        if isinstance(model, GAN) and not trains_on(model, backend):
-            with pytest.raises(ModelError, match="trains only with the TensorFlow backend"):
-                model.fit(images, labels, batch_size=4, epochs=1, verbose=0)
-            assert optimizer_steps(model) == expected_steps(model, 0)
-            return False
         history = model.fit(images, labels, batch_size=4, epochs=1, verbose=0)
         assert all(np.isfinite(values).all() for values in history.history.values())
         assert optimizer_steps(model) == expected_steps(model, 2)
     for network in keras_parts(model):
         assert all(np.isfinite(weights).all() for weights in network.get_weights()), network.name
-    return True
 
 
 def check_outputs(name, model, outputs, n_images):
@@ -219,8 +206,7 @@ def test_model_trains_saves_loads_and_offers_its_capabilities(name, tiny_images,
     entry = zoo.get_entry(name)
     model = zoo.create(name, **TINY[name])
     assert model.zoo_name == name
-    if not train(name, model, tiny_images, star_fields):
-        return
+    train(name, model, tiny_images, star_fields)
     images = inputs_of(entry.world, tiny_images, star_fields)
 
     outputs = capability_outputs(model, entry.capabilities, images, TINY[name])

@@ -112,5 +112,5 @@ def test_train_cli_writes_a_run_folder_of_parts(tmp_path):
     resumed = subprocess.run([sys.executable, "train.py", "--resume", str(run_dir)], cwd=ROOT, capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 2
-    assert resumed.stderr.strip() == ("error: model 'naive' trains on whole images in one go, so --resume, --tile and "
-                                      "--crop do not apply to it. Train it again without them")
+    assert resumed.stderr.strip() == ("error: model 'naive' trains on whole images in one go, so --resume, --tile, "
+                                      "--crop and --distribute do not apply to it. Train it again without them")

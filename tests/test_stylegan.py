@@ -1,8 +1,8 @@
 """Progressive StyleGAN: the sizes it accepts, growing 4 → 8 → 16 with α rising linearly through each fade-in,
 a fade-in whose first step equals the upsampled lower resolution, and --resume continuing at the saved stage and α.
 
-Tests named test_tf_* need TensorFlow (training: zoo/gan.py; run folders); the others also pass with
-KERAS_BACKEND=jax.
+These run on TensorFlow; test_models.py trains StyleGAN through its levels on JAX as well
+(tests/test_backends.py).
 """
 import csv
 
@@ -70,7 +70,7 @@ def test_fade_in_at_alpha_zero_equals_the_upsampled_lower_resolution():
                                model.discriminator(downsample(images), level=1, alpha=1.0), rtol=1e-5, atol=1e-6)
 
 
-def test_tf_grows_4_8_16_with_alpha_rising_through_each_fade_in():
+def test_grows_4_8_16_with_alpha_rising_through_each_fade_in():
     model = zoo.create("stylegan", image_size=16, images_per_stage=32, **TINY)
     images = np.random.default_rng(0).uniform(0, 1, (96, 16, 16, 3)).astype(np.float32)
     steps = []
@@ -89,7 +89,7 @@ def test_tf_grows_4_8_16_with_alpha_rising_through_each_fade_in():
     assert model.generate(2, seed=0).shape == (2, 16, 16, 3)
 
 
-def test_tf_resume_continues_at_the_saved_stage_and_alpha(tmp_path):
+def test_resume_continues_at_the_saved_stage_and_alpha(tmp_path):
     """train.py with the schedule flags, then --resume: the second epoch goes on from the first one's images."""
     import train
 

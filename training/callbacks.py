@@ -11,9 +11,9 @@ import numpy as np
 
 from core.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
 from core.errors import ModelError
-from core.metrics import knn_accuracy
 from core.files import save_figure, write_png
 from core.images import image_grid
+from core.metrics import knn_accuracy
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -19,7 +19,9 @@ import io
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,7 @@ from core.worlds import WORLD_IMAGE_SIZES
 from datasets.pipeline import data_errors, make_dataset, split_indices, stitch_tiles, tile_offsets, to_numpy
 from datasets.source import Subset
 from training.callbacks import CollapseMonitor, EpochTimer, KnnMonitor, SampleWriter, StopOnNonFinite
+from training.distribute import Distribution, start
 from zoo.parts import CompositeModel
 from zoo.registry import MAX_SEED
 
@@ -111,34 +114,43 @@ def new_run_dir(model: str, root: str | Path = "runs") -> Path:
 
 
 def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool = False,
-          verbose: int | str = "auto") -> tuple[Path, dict]:
+          verbose: int | str = "auto", distribution: Distribution | None = None) -> tuple[Path, dict]:
     """Trains config.model and writes the run folder; returns it and the final epoch's metrics.
 
     resume=True continues the run in `run_dir` from its last finished epoch (weights, optimizer and epoch
-    counter come back from checkpoint/) until config.epochs.
+    counter come back from checkpoint/) until config.epochs. `distribution` (training/distribute.py): one
+    started for several processes; by default the one config.distribute names, on this process alone.
     """
     if config.image_size is None:
         config.image_size = config.tile or WORLD_IMAGE_SIZES[zoo.get_entry(config.model).world]
     resolve_recipe(config)
     check(config)
-    run_dir = writable(Path(run_dir) if run_dir is not None else new_run_dir(config.model))
+    distribution = distribution or start(config.distribute, config.devices)
+    config.devices = distribution.devices
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config.model)
+    if not distribution.writes_run:
+        with tempfile.TemporaryDirectory(prefix=f"astrozoo-process-{distribution.process_id}-") as scratch:
+            return run_dir, train_beside(config, run_dir, Path(scratch), resume, verbose, distribution)
+    writable(run_dir)
     keras.utils.set_random_seed(config.seed)
     source = datasets.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
                            seed=config.seed, classes=config.classes, limit=config.limit,
                            scored="score" in zoo.get_entry(config.model).capabilities)
     options = model_options(config, source)
-    model = zoo.create(config.model, **options)
+    with distribution.scope():
+        model = zoo.create(config.model, **options)
     capabilities = zoo.get_entry(config.model).capabilities
     composite = isinstance(model, CompositeModel)
     if not composite:
         common = dict(image_size=config.image_size, crop=config.crop, tile=config.tile, batch_size=config.batch_size,
-                      seed=config.seed, validation_fraction=config.validation_fraction)
+                      seed=config.seed, validation_fraction=config.validation_fraction,
+                      drop_remainder=whole_batches_only(config, source, distribution))
         train_data = make_dataset(source, split="train", shuffle=True, augment=config.augment,
                                   repeat=config.steps_per_epoch is not None, **common)
         validation_data = make_dataset(source, split="validation", **common)
-    elif resume or config.tile or config.crop:
-        raise ModelError(f"model '{config.model}' trains on whole images in one go, so --resume, --tile and --crop "
-                         "do not apply to it. Train it again without them")
+    elif resume or config.tile or config.crop or config.distribute != "none":
+        raise ModelError(f"model '{config.model}' trains on whole images in one go, so --resume, --tile, --crop "
+                         "and --distribute do not apply to it. Train it again without them")
 
     folder = RunFolder(run_dir)
     if resume:
@@ -152,11 +164,37 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
                 **dataclasses.asdict(config), "model_options": options, "world": zoo.get_entry(config.model).world,
                 "capabilities": list(capabilities), "class_names": list(source.class_names),
                 "n_images": len(source), "command": sys.argv, "versions": versions(),
+                "distribution": distribution.record(),
             })
         if composite:
             return run_dir, _fit_parts(config, source, model, folder, verbose)
         return run_dir, _fit(config, source, model, options, capabilities, train_data, validation_data, folder,
-                             verbose)
+                             verbose, inspect_samples=distribution.processes == 1)
+
+
+def whole_batches_only(config: TrainConfig, source, distribution: Distribution) -> bool:
+    """keras.distribution splits every batch evenly over the devices and processes, so data-parallel training
+    drops a last partial batch; the validation split must then hold at least one whole batch."""
+    if distribution.strategy != "data-parallel":
+        return False
+    held_out = len(split_indices(len(source), "validation", config.validation_fraction, config.seed))
+    if held_out < config.batch_size:
+        raise DataError(f"--distribute data-parallel uses whole batches only, and the validation split has "
+                        f"{held_out} images, fewer than --batch-size {config.batch_size}. Raise "
+                        "--validation-fraction or --limit, or lower --batch-size")
+    return True
+
+
+def train_beside(config: TrainConfig, run_dir: Path, scratch: Path, resume: bool, verbose,
+                 distribution: Distribution) -> dict:
+    """A process other than 0 trains alongside process 0, computing exactly what it computes (the collectives
+    need every process), but into a scratch folder that is deleted afterwards. To resume, it starts from a copy
+    of the run's checkpoint, which process 0 restores too (a shared file system for several hosts)."""
+    if resume:
+        shutil.copytree(RunFolder(run_dir).checkpoint, RunFolder(scratch / "run").checkpoint)
+        shutil.copy(RunFolder(run_dir).config, RunFolder(scratch / "run").config)
+    as_writer = dataclasses.replace(distribution, process_id=0)
+    return train(config, scratch / "run", resume, verbose=0, distribution=as_writer)[1]
 
 
 @contextmanager
@@ -235,20 +273,17 @@ def resumed_config(saved: dict, config: TrainConfig) -> dict:
 
 
 def _fit(config, source, model, options, capabilities, train_data, validation_data, folder: RunFolder,
-         verbose) -> dict:
-    sample_batches = -(-MAX_SAMPLE_IMAGES // config.batch_size)
-    validation_images, validation_labels = to_numpy(validation_data.take(sample_batches))
+         verbose, inspect_samples: bool = True) -> dict:
+    """Keras fit with the run folder's callbacks. `inspect_samples=False` (a run over several processes) leaves
+    out the per-epoch samples/ and the monitors that predict on them: Keras on several JAX processes cannot
+    return predictions to one process."""
     learning_rate = options.get("learning_rate")
     callbacks = [
         StopOnNonFinite(f"Lower --learning-rate (it was {learning_rate:g})" if learning_rate
                         else "Check the data and the options"),
         keras.callbacks.BackupAndRestore(str(folder.checkpoint), delete_checkpoint=False),
         EpochTimer(),
-        SampleWriter(folder.samples, capabilities, validation_images, validation_labels, source.class_names,
-                     seed=config.seed, log_dir=folder.logs / "samples"),
-        *([CollapseMonitor(validation_images, seed=config.seed)] if "generate" in capabilities else []),
-        *([knn_monitor(config, source, validation_images, validation_labels, sample_batches)]
-          if "encode" in capabilities and len(validation_labels) and validation_labels.min() >= 0 else []),
+        *(sample_callbacks(config, source, capabilities, validation_data, folder) if inspect_samples else []),
         keras.callbacks.CSVLogger(str(folder.history), append=True),
         keras.callbacks.TensorBoard(str(folder.logs)),
     ]
@@ -256,10 +291,23 @@ def _fit(config, source, model, options, capabilities, train_data, validation_da
         history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
                             steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose,
                             shuffle=False)  # make_dataset already shuffles
-    if config.tile and "generate" in capabilities:
+    if config.tile and "generate" in capabilities and inspect_samples:
         write_png(folder.samples / "stitched.png", stitched_image(model, source, config))
     write_atomic(folder.model, model.save)
     return {name: float(values[-1]) for name, values in history.history.items() if values}
+
+
+def sample_callbacks(config: TrainConfig, source, capabilities, validation_data, folder: RunFolder) -> list:
+    """samples/ per epoch (grids, confusion matrices), and for generators and encoders their monitors."""
+    sample_batches = -(-MAX_SAMPLE_IMAGES // config.batch_size)
+    validation_images, validation_labels = to_numpy(validation_data.take(sample_batches))
+    return [
+        SampleWriter(folder.samples, capabilities, validation_images, validation_labels, source.class_names,
+                     seed=config.seed, log_dir=folder.logs / "samples"),
+        *([CollapseMonitor(validation_images, seed=config.seed)] if "generate" in capabilities else []),
+        *([knn_monitor(config, source, validation_images, validation_labels, sample_batches)]
+          if "encode" in capabilities and len(validation_labels) and validation_labels.min() >= 0 else []),
+    ]
 
 
 def knn_monitor(config: TrainConfig, source, validation_images, validation_labels, batches: int) -> KnnMonitor:

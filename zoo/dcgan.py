@@ -10,7 +10,7 @@ away), dropout, one logit. The generator uses the non-saturating loss (-log D(G(
 (one-sided label smoothing) so the discriminator does not become certain too fast. Adam(4e-4, β1 = 0.5), twice
 Radford's rate: with it, 5 epochs on 4,500 galaxies give varied galaxy shapes (see the README).
 32-128 px is the intended range; any size from 8 px works (zoo.gan.growth_plan).
-Trains with TensorFlow (see zoo/gan.py); builds and generates on any backend.
+Trains on TensorFlow and JAX (see zoo/gan.py).
 """
 from __future__ import annotations
 

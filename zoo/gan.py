@@ -1,10 +1,12 @@
 """What the zoo's GANs share: a generator and a discriminator with an optimizer each, the adversarial train step
 of the keras.io DCGAN / WGAN-GP examples, the gradient penalty, and the sizes a generator grows through.
 
-Backends: `train_step`, `test_step` and `gradient_penalty` at the bottom of this file are the only
-TensorFlow-specific code of the GANs (tf.GradientTape). Networks, losses and `generate` are Keras layers and
-keras.ops, so every GAN builds, generates, saves and loads on JAX too; `fit` on another backend stops with a
-ModelError.
+Backends: the adversarial step is written once, with ordinary variable reads and assigns. On TensorFlow it runs
+as it is, with tf.GradientTape; on JAX it runs inside a StatelessScope as the pure function of the state that
+Keras' JAX `fit` expects, with jax.value_and_grad (the keras.io guide on custom train steps in JAX). The two
+optimizers sit in one keras.optimizers.MultiOptimizer, so both are part of Keras' training state (JAX state,
+checkpoints). Under tf.distribute.MirroredStrategy each replica draws its slice of the global batch's noise
+and scales its losses by the replicas in sync; Keras' JAX distribution runs the step on the global batch.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import numpy as np
 from keras import ops
 
 from core.errors import ModelError
-from zoo.registry import trains_on
 
 GRADIENT_NORM_EPSILON = 1e-12
 
@@ -64,14 +65,6 @@ class MinibatchStdDev(keras.layers.Layer):
         return (*input_shape[:-1], input_shape[-1] + 1)
 
 
-def check_train_backend(model, name: str) -> None:
-    """ModelError unless `model` trains on the current Keras backend (see zoo.registry.trains_on)."""
-    backend = keras.backend.backend()
-    if not trains_on(model, backend):
-        raise ModelError(f"{name} trains only with the TensorFlow backend, not {backend}. "
-                         "Set KERAS_BACKEND=tensorflow to train it (it generates on any backend)")
-
-
 class GAN(keras.Model):
     """A generator (latent vector → image in [-1, 1]) and a discriminator (image → score), trained against each
     other.
@@ -83,7 +76,6 @@ class GAN(keras.Model):
 
     critic_steps = 1
     loss_names = ("d_loss", "g_loss")
-    train_backends = ("tensorflow",)      # the train step below uses tf.GradientTape
 
     def __init__(self, image_size: int, channels: int, latent_dim: int, seed: int, **kwargs):
         super().__init__(**kwargs)
@@ -97,10 +89,12 @@ class GAN(keras.Model):
     def compile(self, generator_optimizer: keras.optimizers.Optimizer,
                 discriminator_optimizer: keras.optimizers.Optimizer):
         """One optimizer per network, built at once so a checkpoint restores their state before the first step."""
-        super().compile(optimizer=None)
+        generated = {id(variable) for variable in self.generator.trainable_variables}
+        both = keras.optimizers.MultiOptimizer(
+            lambda variable: generator_optimizer if id(variable) in generated else discriminator_optimizer)
+        super().compile(optimizer=both)
         self.generator_optimizer, self.discriminator_optimizer = generator_optimizer, discriminator_optimizer
-        generator_optimizer.build(self.generator.trainable_variables)
-        discriminator_optimizer.build(self.discriminator.trainable_variables)
+        both.build(self.trainable_variables)
 
     def get_compile_config(self):
         return {"generator_optimizer": keras.optimizers.serialize(self.generator_optimizer),
@@ -132,7 +126,14 @@ class GAN(keras.Model):
         return self.discriminator.trainable_variables
 
     def latents(self, batch_size):
-        return keras.random.normal((batch_size, self.latent_dim), seed=self.noise)
+        return self.replica_noise(keras.random.normal, batch_size, self.latent_dim)
+
+    def replica_noise(self, draw, batch_size, *shape):
+        """`draw`'s noise for this replica's `batch_size` rows: drawn for the global batch from the model's seed
+        and sliced, so replicas get different noise and N replicas use exactly the noise of one device."""
+        replicas, replica = replica_position()
+        noise = draw((batch_size * replicas, *shape), seed=self.noise)
+        return noise[replica * batch_size:(replica + 1) * batch_size]
 
     def generate(self, n: int, seed: int = 0, batch_size: int = 64) -> np.ndarray:
         """n images (n, image_size, image_size, channels) in [0, 1] from standard-normal latents drawn with `seed`
@@ -152,31 +153,39 @@ class GAN(keras.Model):
         return {**super().get_config(), "image_size": self.image_size, "channels": self.channels,
                 "latent_dim": self.latent_dim, "seed": self.seed}
 
-    # TensorFlow-only from here: the keras.io train step with tf.GradientTape.
+    # The adversarial step, written once with variable reads and assigns; `train_step` and `test_step` run it
+    # as TensorFlow code, or as JAX's pure function of the state (see `stateless`).
 
-    def fit(self, *args, **kwargs):
-        check_train_backend(self, getattr(self, "zoo_name", self.name))
-        return super().fit(*args, **kwargs)
+    def train_step(self, *state_and_data):
+        """Keras calls train_step(data) on TensorFlow and train_step(state, data) on JAX."""
+        return self.on_backend(self.adversarial_step, *state_and_data)
 
-    def train_step(self, data):
-        import tensorflow as tf
+    def test_step(self, *state_and_data):
+        return self.on_backend(self.evaluation_step, *state_and_data)
 
+    def on_backend(self, step, *state_and_data):
+        if keras.backend.backend() == "jax":
+            return stateless(self, step, *state_and_data)
+        return step(state_and_data[0])
+
+    def adversarial_step(self, data):
+        """`critic_steps` discriminator updates, then one generator update, on this replica's part of the batch."""
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         real = self.prepare_real(images)
         batch_size = ops.shape(real)[0]
         for _ in range(self.critic_steps):
             fake = self.synthesize(self.latents(batch_size), training=True)
-            with tf.GradientTape() as tape:
-                terms = self.discriminator_terms(real, fake)
-            weights = self.discriminator_weights()
-            self.discriminator_optimizer.apply(tape.gradient(terms["d_loss"], weights), weights)
-        with tf.GradientTape() as tape:
-            terms["g_loss"] = self.generator_loss(self.synthesize(self.latents(batch_size), training=True))
-        weights = self.generator_weights()
-        self.generator_optimizer.apply(tape.gradient(terms["g_loss"], weights), weights)
-        return self.track(terms, batch_size)
+            terms, gradients = loss_gradients(self, lambda: self.discriminator_terms(real, fake), "d_loss",
+                                              self.discriminator_weights())
+            self.discriminator_optimizer.apply(gradients, self.discriminator_weights())
+        generator_terms, gradients = loss_gradients(
+            self, lambda: {"g_loss": self.generator_loss(self.synthesize(self.latents(batch_size), training=True))},
+            "g_loss", self.generator_weights())
+        self.generator_optimizer.apply(gradients, self.generator_weights())
+        self.optimizer.iterations.assign_add(1)
+        return self.track({**terms, **generator_terms}, batch_size)
 
-    def test_step(self, data):
+    def evaluation_step(self, data):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         real = self.prepare_real(images)
         batch_size = ops.shape(real)[0]
@@ -195,13 +204,78 @@ class GAN(keras.Model):
 
         The epsilon under the square root keeps its gradient finite where ∇D(x̂) = 0, so it cannot turn NaN.
         """
-        import tensorflow as tf
-
-        mix = keras.random.uniform((ops.shape(real)[0], 1, 1, 1), seed=self.noise)
+        mix = self.replica_noise(keras.random.uniform, ops.shape(real)[0], 1, 1, 1)
         between = real + mix * (fake - real)
-        with tf.GradientTape() as tape:
-            tape.watch(between)
-            scores = self.discriminate(between, training=training)
-        gradients = tape.gradient(scores, between)
+        gradients = input_gradients(lambda images: self.discriminate(images, training=training), between)
         norms = ops.sqrt(ops.sum(ops.square(gradients), axis=(1, 2, 3)) + GRADIENT_NORM_EPSILON)
         return ops.mean(ops.square(norms - 1.0))
+
+
+# Backend-specific from here: gradients, JAX's stateless state, the replica a TensorFlow step runs on.
+
+def replica_position() -> tuple[int, int]:
+    """(replicas, this replica's number) inside a tf.distribute step; (1, 0) elsewhere. Keras' JAX distribution
+    runs one program on the global batch, so it counts as one replica."""
+    if keras.backend.backend() != "tensorflow":
+        return 1, 0
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None:
+        return 1, 0
+    return context.num_replicas_in_sync, context.replica_id_in_sync_group
+
+
+def loss_gradients(model, loss_terms, name: str, weights: list) -> tuple[dict, list]:
+    """(terms, gradients of terms[name] with respect to `weights`) for `terms = loss_terms()`.
+
+    TensorFlow: a GradientTape, the loss divided by the replicas in sync, since the optimizer sums the replicas'
+    gradients. JAX: jax.value_and_grad of the terms as a pure function of the weights' values; updates the terms
+    make to other variables (BatchNorm statistics, seed states) are assigned afterwards.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            terms = loss_terms()
+            loss = terms[name] / replica_position()[0]
+        return terms, tape.gradient(loss, weights)
+    import jax
+
+    differentiated = {id(weight) for weight in weights}
+    others = [variable for variable in model.variables if id(variable) not in differentiated]
+
+    def loss_of(values):
+        with keras.StatelessScope([(v, v.value) for v in others] + list(zip(weights, values))) as scope:
+            terms = loss_terms()
+        return terms[name], (terms, [scope.get_current_value(v) for v in others])
+
+    (_, (terms, updated)), gradients = jax.value_and_grad(loss_of, has_aux=True)([w.value for w in weights])
+    for variable, value in zip(others, updated):
+        variable.assign(value)
+    return terms, gradients
+
+
+def input_gradients(function, inputs):
+    """∂ sum(function(inputs)) / ∂ inputs: per-sample input gradients of a per-sample function."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = function(inputs)
+        return tape.gradient(outputs, inputs)
+    import jax
+
+    return jax.grad(lambda x: ops.sum(function(x)))(inputs)
+
+
+def stateless(model, step, state: tuple, data):
+    """Runs `step(data)`, written with ordinary variable reads and assigns, as JAX's pure train or test step:
+    every variable reads its value from `state` and every assign lands in the state returned."""
+    groups = ([model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
+               model.metrics_variables] if len(state) == 4 else
+              [model.trainable_variables, model.non_trainable_variables, model.metrics_variables])
+    with keras.StatelessScope([pair for group, values in zip(groups, state) for pair in zip(group, values)]) as scope:
+        logs = step(data)
+    return logs, tuple([scope.get_current_value(v) for v in group] for group in groups)

@@ -18,7 +18,7 @@ background blends into the sampled one. A composite model (zoo/parts.py), saved 
 generator) and examples.npy (extracted patches shown in samples/).
 
 Backends: extraction, the background sampler and generation are numpy / OpenCV and Keras inference, so a
-trained model generates on any backend; the two GANs train with TensorFlow (zoo/gan.py's train step).
+trained model generates on any backend; the two GANs train on TensorFlow and JAX (zoo/gan.py).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from core.images import GREY_LEVELS, image_grid
 from core.stars import FoundStars, background_pixels, extract_patches, no_stars_error, stars_of_fields
 from core.worlds import FIELD_SIZE
 from datasets.source import ArraySource
-from zoo.gan import GAN, check_train_backend
+from zoo.gan import GAN
 from zoo.parts import CompositeModel, EpochRows, FitSettings, HistoryLog
 from zoo.registry import create, register
 
@@ -139,7 +139,6 @@ class LayeredModel(CompositeModel):
     """Background sampler + star WGAN + coordinate DCGAN, trained from whole fields by `fit_source`."""
 
     name = "layered"
-    train_backends = GAN.train_backends     # its two GANs train with TensorFlow
 
     def __init__(self, *, image_size: int, patch_size: int, max_stars: int, threshold: float, min_distance: int,
                  background_images: int, star_latent_dim: int, star_filters: int, star_steps_per_epoch: int,
@@ -189,7 +188,6 @@ class LayeredModel(CompositeModel):
         patches would take many minutes on a laptop CPU, a few hundred steps already give stars), then
         `coordinate_epochs` passes of the coordinate DCGAN. Each stage and epoch goes to `log` as a history row.
         The held-out `validation` fields are not used: the GANs have no validation loss to watch."""
-        check_train_backend(self, "layered")
         from datasets.pipeline import make_dataset  # tf.data, imported to train only: generation runs anywhere
 
         started = time.perf_counter()

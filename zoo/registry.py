@@ -140,12 +140,6 @@ def list_models(capability: str | None = None, world: str | None = None) -> list
                   if (capability is None or capability in e.capabilities) and world in (None, e.world))
 
 
-def trains_on(model, backend: str) -> bool:
-    """Whether `model` can train with Keras backend `backend`. Models whose train step is written for some
-    backends only (the GANs' tf.GradientTape) list them in a `train_backends` attribute; the rest train on any."""
-    return backend in getattr(model, "train_backends", (backend,))
-
-
 def get_entry(name: str) -> Entry:
     if name not in _REGISTRY:
         raise ModelError(f"unknown model '{name}'. Choose one of: {', '.join(list_models())}")

@@ -28,7 +28,7 @@ from keras import layers, ops
 
 from core.errors import ModelError
 from core.worlds import GALAXY_SIZE
-from zoo.gan import GAN, MinibatchStdDev, to_signed, to_unit
+from zoo.gan import GAN, MinibatchStdDev, replica_position, to_signed, to_unit
 from zoo.registry import register
 
 LEAK = 0.2
@@ -259,10 +259,11 @@ class StyleGAN(GAN):
         self.generator = StyleGenerator(channels, latent_dim, mapping_layers, filters_per_level, name="generator")
         self.discriminator = StyleCritic(filters_per_level, name="critic")
         self.images_seen = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
-                                           name="images_seen")
+                                           name="images_seen", aggregation="only_first_replica")
         self.level = self.add_weight(shape=(), dtype="int32", trainable=False, name="level",
                                      initializer=keras.initializers.Constant(self.start_level))
-        self.alpha = self.add_weight(shape=(), initializer="ones", trainable=False, name="alpha")
+        self.alpha = self.add_weight(shape=(), initializer="ones", trainable=False, name="alpha",
+                                     aggregation="only_first_replica")
         self.graph_level = self.start_level
         for level in range(self.final_level + 1):  # run every level once, so all weights exist before training
             self.generator(ops.zeros((1, latent_dim)), level=level, alpha=1.0, noise_seed=0)
@@ -345,11 +346,12 @@ class StyleGAN(GAN):
     def generator_loss(self, fake, training=True):
         return -ops.mean(self.discriminate(fake, training))
 
-    def train_step(self, data):
+    def adversarial_step(self, data):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         self.alpha.assign(self.fade(self.images_seen, self.graph_level))
-        logs = super().train_step(data)
-        self.images_seen.assign_add(ops.cast(ops.shape(images)[0], "int32"))
+        logs = super().adversarial_step(data)
+        replicas, _ = replica_position()
+        self.images_seen.assign_add(ops.cast(ops.shape(images)[0] * replicas, "int32"))
         return {**logs, "alpha": ops.convert_to_tensor(self.alpha), "resolution": 4 * 2 ** self.graph_level}
 
     def fit(self, *args, callbacks=None, **kwargs):
@@ -382,6 +384,8 @@ class FollowSchedule(keras.callbacks.Callback):
     """Before every batch, moves a StyleGAN to the level its schedule gives (also right after a checkpoint restore)."""
 
     def on_train_batch_begin(self, batch, logs=None):
+        if keras.backend.backend() == "jax":
+            self.model.jax_state_sync()     # JAX's fit holds the images seen in its state until synced
         self.model.follow_schedule()
 
 

@@ -4,7 +4,7 @@ The critic scores images without a sigmoid; it is trained `n_critic` times per g
 gap between real and generated images, while a penalty keeps its gradient norm near 1 (the 1-Lipschitz
 constraint, with no batch normalization in the critic). The star-field seed turned to it after a plain DCGAN
 collapsed on 30×30 star patches, so any size from 8 px works: 30 px is generated at 32 and cropped.
-Trains with TensorFlow (see zoo/gan.py); builds and generates on any backend.
+Trains on TensorFlow and JAX (see zoo/gan.py).
 """
 from __future__ import annotations
 

@@ -105,15 +105,6 @@ def batch_option(method: Callable, batch_size: int) -> dict:
 
 # --- measurements ---------------------------------------------------------------------------------------
 
-def backend_skip_reason(model) -> str | None:
-    """Why `model` cannot train on the current backend (its `train_backends`), or None when it can."""
-    backend = keras.backend.backend()
-    if zoo.registry.trains_on(model, backend):
-        return None
-    return (f"it trains only with {', '.join(model.train_backends)} (its train step uses tf.GradientTape), "
-            f"not {backend}; run it with KERAS_BACKEND={model.train_backends[0]}")
-
-
 def training_source(name: str, batch: np.ndarray, config: BenchmarkConfig) -> Source:
     """What a `fit_source` model trains on: the batch itself, or for a scorer as many built-in scored fields
     (scorers learn from images with scores, not from any batch)."""
@@ -129,8 +120,6 @@ def measure_train(name: str, model, device: str, batch: np.ndarray, labels: np.n
     median step, which a burst of other work on a shared machine moves less than the mean."""
     image_size = batch.shape[1]
     step_walls: list[float] = []
-    if (reason := backend_skip_reason(model)) is not None:
-        return record(name, device, "train", config, status="skipped", reason=reason, image_size=image_size)
     if isinstance(model, CompositeModel):
         source = training_source(name, batch, config)
 
@@ -202,8 +191,6 @@ def measure_fit(name: str, model, device: str, entry: zoo.registry.Entry, config
     skip = None
     if isinstance(model, CompositeModel):
         skip = "a composite model trains from whole images (fit_source), so there is no Keras fit to compare"
-    elif (reason := backend_skip_reason(model)) is not None:
-        skip = reason
     elif (gib := config.images * image_size**2 * channels * 4 / 2**30) > FIT_MEMORY_GIB:
         skip = f"{config.images} images of {image_size} px need {gib:.1f} GiB in memory; lower --steps"
     if skip:
@@ -298,11 +285,11 @@ def measure_pipelines(config: BenchmarkConfig, progress: Callable[[str], None]) 
     return records
 
 
-def build(name: str, config: BenchmarkConfig):
+def build(name: str, config: BenchmarkConfig, **overrides):
     """The model with its defaults, at --image-size (galaxy models) and --seed where it has those options."""
     entry = zoo.get_entry(name)
     wanted = {"image_size": model_image_size(entry, config), "seed": config.seed}
-    return zoo.create(name, **{key: value for key, value in wanted.items() if key in entry.defaults})
+    return zoo.create(name, **{key: value for key, value in wanted.items() if key in entry.defaults}, **overrides)
 
 
 def measure_model(name: str, device: str, config: BenchmarkConfig, peak_gflops: float,
