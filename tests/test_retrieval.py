@@ -8,8 +8,13 @@ from core.errors import DataError
 from core.runs import TrainConfig
 from datasets.pipeline import make_dataset, to_numpy
 from evaluation.neighbours import GallerySpec
-from evaluation.retrieval import (chance_precision, evaluate_retrieval, format_results, linear_probe_accuracy,
-                                  precision_at_k)
+from evaluation.retrieval import (
+    chance_precision,
+    evaluate_retrieval,
+    format_results,
+    linear_probe_accuracy,
+    precision_at_k,
+)
 from training import train
 
 

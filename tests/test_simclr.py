@@ -110,7 +110,8 @@ def test_embeddings_save_and_load_identically(tmp_path):
 def test_bad_options_are_refused_with_what_to_do():
     with pytest.raises(ModelError, match="simclr needs an image size of at least 16 .*Use --image-size 64"):
         zoo.create("simclr", image_size=8)
-    with pytest.raises(ModelError, match="feature_dim must be a multiple of 8 .*, got 12. Use e.g. --option feature_dim=8"):
+    with pytest.raises(ModelError,
+                       match="feature_dim must be a multiple of 8 .*, got 12. Use e.g. --option feature_dim=8"):
         zoo.create("simclr", image_size=16, feature_dim=12)
     with pytest.raises(ModelError, match=r"option zoom=0.9 of model 'simclr' must be a number at least 1\b"):
         zoo.create("simclr", zoom=0.9)
