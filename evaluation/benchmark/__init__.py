@@ -17,7 +17,8 @@ once `max_seconds` are spent (slow models on a CPU; each record says how many st
 Galaxy models run at --image-size; star-field models on whole fields of their own size (1000 px). The
 benchmark asks the registry what each model can do, so new entries are measured without editing this file.
 It runs on any Keras backend: tf.data measurements need TensorFlow and are skipped with a reason without
-it, and so are train steps written with TensorFlow (tf.GradientTape) on other backends. A device the
+it; every model's train step runs on TensorFlow and JAX. `--distribute` measures training on 1, 2, ...
+devices instead (scaling.py). A device the
 backend does not see is reported as absent. The seed CNN's training FLOPs are counted from its layers and
 compared with a float32 matmul measured in the same run (achieved GFLOP/s and % of that peak).
 
@@ -25,7 +26,8 @@ compared with a float32 matmul measured in the same run (achieved GFLOP/s and % 
 and recall at 100k-10M vectors; Ray embedding against one process), written as search.json and search.md.
 
 The package: config (settings and constants), machine (devices, memory, the matmul peak), flops, inputs
-(synthetic data), measure (the records and `run`), report (JSON, Markdown, PNG) and compare (two runs).
+(synthetic data), measure (the records and `run`), report (JSON, Markdown, PNG), compare (two runs) and
+scaling (`--distribute`).
 """
 from evaluation.benchmark.compare import compare, compare_table, load_result
 from evaluation.benchmark.config import DEVICES, MODES, PRICES, SCALE_MODES, BenchmarkConfig
