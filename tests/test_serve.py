@@ -195,7 +195,8 @@ def test_the_page_shows_the_milky_ways_neighbours_and_a_click_makes_a_neighbour_
         expect(page.locator("#about")).to_have_text(f"40 galaxies of synthetic-galaxies, latent embedding of "
                                                     f"autoencoder run {search.about['run']}")
         assert grid() == indices(search.by_milky_way(10)["neighbours"])
-        assert page.locator("#grid .card img").first.evaluate("image => image.complete && image.naturalWidth") == 16
+        page.wait_for_function("document.querySelector('#grid .card img').complete")   # loaded, or failed to
+        assert page.locator("#grid .card img").first.evaluate("image => image.naturalWidth") == 16
 
         chosen = grid()[2]
         page.locator("#grid .card").nth(2).click()
