@@ -135,7 +135,15 @@ def data_parallel(devices: int | None, coordinator: str | None, processes: int |
         if processes is not None and not 0 <= process_id < processes:
             raise UsageError(f"--process-id must be from 0 to {processes - 1}, got {process_id}. Number the "
                              "processes 0, 1, ...")
-        keras.distribution.initialize(coordinator, processes, process_id)
+        if coordinator is not None and not coordinator.rpartition(":")[2].isdigit():
+            raise UsageError(f"--coordinator must be HOST:PORT, got '{coordinator}'. Use e.g. --coordinator "
+                             "host0:1234, the address of process 0")
+        try:
+            keras.distribution.initialize(coordinator, processes, process_id)
+        except (RuntimeError, ValueError) as error:
+            raise UsageError(f"could not join the other processes ({' '.join(str(error).split())[:200]}). Check "
+                             "that process 0 runs and that every process has the same --coordinator and "
+                             "--num-processes") from None
     found = jax.devices()
     if devices is not None and not joining:
         if devices > len(found):

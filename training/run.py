@@ -126,6 +126,9 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
     resolve_recipe(config)
     check(config)
     distribution = distribution or start(config.distribute, config.devices)
+    if config.batch_size < distribution.devices:
+        raise DataError(f"--batch-size {config.batch_size} is smaller than the {distribution.devices} devices, and "
+                        f"each needs images every step. Use --batch-size {distribution.devices} or more")
     config.devices = distribution.devices
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config.model)
     if not distribution.writes_run:
