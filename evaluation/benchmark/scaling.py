@@ -47,17 +47,15 @@ def measure_scaling(config: BenchmarkConfig, strategy: str, replicas: tuple[int,
 
 def measure_one(name: str, size: int, images: np.ndarray, labels: np.ndarray, strategy: str, count: int,
                 config: BenchmarkConfig) -> dict:
-    import tensorflow as tf
-
     keras.utils.set_random_seed(config.seed)
     distribution = start(strategy, devices=count)
     try:
         with distribution.scope():
             model = build(name, config, **full_resolution(name, size))
-        batches = tf.data.Dataset.from_tensors((images, labels)).repeat()
-
         def epoch(steps: int):
-            model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
+            """`steps` copies of the batch from memory: no tf.data, so it runs where only JAX is installed."""
+            model.fit(np.concatenate([images] * steps), np.concatenate([labels] * steps),
+                      batch_size=len(images), epochs=1, shuffle=False, verbose=0)
 
         compile_s = elapsed(lambda: epoch(max(1, config.warmup))).wall
         took = elapsed(lambda: epoch(config.steps))
