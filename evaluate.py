@@ -346,6 +346,29 @@ def run_retrieval(args) -> None:
           f"wrote {out}/retrieval.json, {out}/retrieval.png")
 
 
+def add_robustness(commands) -> None:
+    parser = subcommand(commands, "robustness", run_robustness)
+    parser.add_argument("--run", required=True, help="run folder of a classifier or an encoder")
+    parser.add_argument("--n", type=cli.positive_int, default=500, help="validation galaxies per condition (500)")
+    parser.add_argument("--k", type=cli.positive_int, default=10, help="neighbours for precision@k (10)")
+    parser.add_argument("--out", help="folder for robustness.json/.png (default RUN/robustness)")
+
+
+def run_robustness(args) -> None:
+    """Accuracy and precision@k under observing conditions held out of training, and the Hubble domain gap.
+
+    Render the run's validation galaxies again under each held-out condition (another stretch, worse seeing, more
+    noise, a crowded star field, a larger galaxy, a colour cast, heavy JPEG); measure the classifier's accuracy and
+    the embedding's leave-one-out precision@k beside the clean set, and how far the Hubble Deep Field stamps sit
+    from the synthetic galaxies in the embedding; write robustness.json and robustness.png."""
+    from evaluation.robustness import format_results, measure_robustness
+
+    out = default_out(args, "robustness")
+    results = measure_robustness(args.run, args.n, args.k, out)
+    print(format_results(results))
+    print(f"{results['n']} validation galaxies per condition; wrote {out}/robustness.json, {out}/robustness.png")
+
+
 def add_reconstruct(commands) -> None:
     parser = subcommand(commands, "reconstruct", run_reconstruct)
     parser.add_argument("--run", required=True, help="run folder of a model that reconstructs (autoencoder, vae)")
@@ -461,7 +484,7 @@ def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="evaluate.py", description="Evaluate astrozoo models and write results.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=cli.Parser)
     for add_command in (add_benchmark, add_neighbours, add_serve, add_embed, add_index, add_retrieval,
-                        add_reconstruct, add_generate, add_score, add_paper):
+                        add_robustness, add_reconstruct, add_generate, add_score, add_paper):
         add_command(commands)
     return parser
 

@@ -135,8 +135,12 @@ def _check_crop(crop: float | None) -> None:
 
 
 def _resize(image, image_size: int):
-    """uint8 (H, W, C) to (image_size, image_size, C): antialiased bilinear, rounded back to uint8."""
-    resized = tf.image.resize(image, (image_size, image_size), antialias=True)
+    """uint8 (H, W, C) to (image_size, image_size, C): the central square (a photograph that is not square keeps
+    its galaxy's shape instead of being squashed), antialiased bilinear, rounded back to uint8."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    resized = tf.image.resize(image[top:top + side, left:left + side], (image_size, image_size), antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 

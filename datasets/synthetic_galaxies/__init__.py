@@ -18,6 +18,7 @@ the dataset is read. Preview: `python -m datasets.synthetic_galaxies --preview g
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from scipy import special
 
 from core.errors import DataError
 from datasets.source import Source
+from datasets.synthetic_galaxies.observe import HELD_OUT_CONDITIONS, Conditions, draw_conditions, held_out, observe
 
 CLASS_NAMES = ("Round Smooth", "Edge-on", "Barred Spiral", "Unbarred Spiral", "Merging")
 DEFAULT_N = 5000
@@ -37,8 +39,8 @@ MIN_SIZE, MAX_SIZE = 16, 256
 REFERENCE_SIZE = 64          # all lengths are in pixels of a 64x64 frame
 MIN_RENDER_SIZE = 48         # smaller outputs are rendered at a multiple of their size, then averaged down
 CORE_SOFTENING = 0.5         # px, keeps cuspy profiles finite at the centre
-HALF_LIGHT_RANGE = (5.0, 11.0)      # px, log-uniform, every class
-FLUX_RANGE = (4000.0, 40000.0)      # total flux in sky-noise units per px, log-uniform, every class
+REFERENCE_HALF_LIGHT = 8.0          # px: FLUX_RANGE is the total flux of a galaxy this size
+FLUX_RANGE = (4000.0, 40000.0)      # total flux in sky-noise units at depth 1, log-uniform, every class
 CENTRE_OFFSET_SIGMA, CENTRE_OFFSET_MAX = 1.5, 4.0   # px
 
 # Relative RGB tints of the components; the galaxy's integrated colour is set separately.
@@ -47,14 +49,6 @@ DISC_TINT = (1.0, 1.0, 0.95)
 ARM_TINT = (0.75, 0.95, 1.35)        # young stars and HII regions: blue
 TAIL_TINT = (0.85, 0.97, 1.2)
 EXTINCTION = np.array([0.7, 1.0, 1.35], dtype=np.float32)   # dust dims blue most
-
-# Observation: PSF, noise and the display stretch, in sky-noise units.
-PSF_SIGMA_RANGE = (0.5, 0.85)        # px
-PSF_WING_FRACTION, PSF_WING_SCALE = 0.12, 3.5
-SKY_PEDESTAL_RANGE = (0.0, 1.0)      # residual sky level
-GAIN_RANGE = (3.0, 10.0)             # signal units per Poisson count
-STRETCH_SOFTENING = 2.5              # asinh is linear below this level, logarithmic above
-STRETCH_WHITE = 1500.0               # level that maps to full scale
 
 MILKY_WAY_SEED = 1915                # Shapley's year: fixes the knots and noise of `milky_way`
 
@@ -80,6 +74,9 @@ class DiscShape:
     bar_axis_ratio: float = 0.3
     dust_depth: float = 0.0         # optical depth of the lanes on the inner edges of the arms
     knottiness: float = 0.5         # strength of the star-forming knots along the arms
+    flocculence: float = 0.0        # 0 grand-design arms, 1 short patchy arm segments (flocculent spirals)
+    ring_fraction: float = 0.0      # share of the light in a ring (inner ring round the bar, or outer ring)
+    ring_radius: float = 0.0
 
 
 @functools.lru_cache(maxsize=8)
@@ -199,47 +196,68 @@ def _draw_disc(u: np.ndarray, v: np.ndarray, shape: DiscShape, rng: np.random.Ge
             cross_section = (1 - shape.minor_arm_share) * cross_section + shape.minor_arm_share * minor
         knots = np.exp(np.float32(shape.knottiness) * _smooth_noise(radius.shape, 0.6 * render_size / 64, rng))
         wobble = 1 + 0.35 * _smooth_noise(radius.shape, 3.0 * render_size / 64, rng)
+        if shape.flocculence > 0:       # arm segments broken up by patches a few px across
+            patches = _smooth_noise(radius.shape, max(1.2, 0.15 * h) * render_size / 64, rng)
+            wobble *= np.exp(np.float32(2.5 * shape.flocculence) * patches)
         arms = cross_section * onset * np.exp(-radius / (1.3 * h)) * knots * np.clip(wobble, 0.2, None)
         parts.append((arms, shape.arm_fraction, _tint(ARM_TINT, rng)))
         if shape.dust_depth > 0:
             lane = ((1 + np.cos(phase - np.float32(0.6))) / 2) ** np.float32(2 * shape.arm_width)
             depth = np.float32(shape.dust_depth) * lane * onset * np.exp(-radius / (2 * h))
             attenuation = np.exp(-depth[..., None] * EXTINCTION)
-    disc_fraction = 1 - shape.bulge_fraction - shape.bar_fraction - shape.arm_fraction
+    if shape.ring_fraction > 0:
+        ring = np.exp(-((radius - np.float32(shape.ring_radius)) / np.float32(0.12 * shape.ring_radius + 0.5)) ** 2)
+        ring *= np.exp(0.5 * _smooth_noise(radius.shape, 0.8 * render_size / 64, rng))
+        parts.append((ring, shape.ring_fraction, _tint(ARM_TINT, rng)))
+    disc_fraction = 1 - shape.bulge_fraction - shape.bar_fraction - shape.arm_fraction - shape.ring_fraction
     parts.append((smooth_disc, disc_fraction, _tint(DISC_TINT, rng)))
     light = _compose(parts)
     return light if attenuation is None else light * attenuation
 
 
 def _random_disc(half_light: float, barred: bool, rng: np.random.Generator) -> DiscShape:
-    """Disc parameters of a barred or unbarred spiral, seen from face-on to about 60 degrees."""
-    bulge_fraction = rng.uniform(0.03, 0.2) if barred else rng.uniform(0.05, 0.35)
+    """Disc parameters of a barred or unbarred spiral, seen from face-on to about 65 degrees: grand-design or
+    flocculent arms, tight or open, strong or weak bars, sometimes a ring (inner round the bar, or outer)."""
+    bulge_fraction = rng.uniform(0.03, 0.25) if barred else rng.uniform(0.03, 0.4)
     scale_length = half_light / 1.68 * (1 + 0.6 * bulge_fraction)
-    bar_length = scale_length * rng.uniform(1.2, 2.0) if barred else 0.0
+    bar_length = scale_length * rng.uniform(1.0, 2.3) if barred else 0.0
+    flocculent = not barred and rng.random() < 0.35
+    ring_radius = bar_length * rng.uniform(1.0, 1.15) if barred else scale_length * rng.uniform(2.0, 3.2)
     return DiscShape(
         scale_length=scale_length,
-        axis_ratio=math.cos(math.radians(rng.uniform(0, 58))),
+        axis_ratio=math.cos(math.radians(rng.uniform(0, 65))),
         bulge_fraction=bulge_fraction,
         bulge_radius=scale_length * rng.uniform(0.25, 0.5),
-        bulge_index=rng.uniform(1.0, 3.0),
-        arm_count=2 if barred else int(rng.choice([2, 2, 2, 3, 4])),
-        arm_fraction=rng.uniform(0.3, 0.55),
-        pitch_deg=rng.uniform(12, 30),
-        arm_width=rng.uniform(2.0, 5.0),
+        bulge_index=rng.uniform(1.0, 3.5),
+        arm_count=int(rng.choice([2, 2, 2, 2, 3])) if barred else int(rng.choice([2, 2, 3, 4, 5] if flocculent
+                                                                                 else [2, 2, 2, 3, 4])),
+        arm_fraction=rng.uniform(0.25, 0.55),
+        pitch_deg=rng.uniform(9, 32),
+        arm_width=rng.uniform(1.5, 3.0) if flocculent else rng.uniform(2.0, 5.0),
         arm_start=bar_length if barred else scale_length * rng.uniform(0.35, 0.7),
         arm_angle=rng.uniform(0, 2 * math.pi),
         minor_arm_share=rng.uniform(0, 0.3) if rng.random() < 0.4 else 0.0,
-        bar_fraction=rng.uniform(0.15, 0.3) if barred else 0.0,
+        bar_fraction=rng.uniform(0.1, 0.35) if barred else 0.0,
         bar_length=bar_length,
-        bar_axis_ratio=rng.uniform(0.2, 0.32),
-        dust_depth=rng.uniform(0, 1.2),
-        knottiness=rng.uniform(0.3, 0.9),
+        bar_axis_ratio=rng.uniform(0.18, 0.35),
+        dust_depth=rng.uniform(0, 1.5),
+        knottiness=rng.uniform(0.3, 1.1),
+        flocculence=rng.uniform(0.5, 1.0) if flocculent else 0.0,
+        ring_fraction=rng.uniform(0.05, 0.18) if rng.random() < 0.25 else 0.0,
+        ring_radius=ring_radius,
     )
 
 
 def _draw_round_smooth(x, y, centre, half_light, rng) -> np.ndarray:
-    """An elliptical: a smooth, nearly round Sérsic profile (n from 1.5 to 5) with a redder core."""
+    """An elliptical (a smooth, nearly round Sérsic profile, n from 1.5 to 5, with a redder core) or, one time in
+    four, a lenticular seen near face-on: a big bulge in a smooth disc without arms."""
     u, v = _random_frame(x, y, centre, rng)
+    if rng.random() < 0.25:
+        scale_length = half_light / 1.68 * rng.uniform(1.0, 1.4)
+        return _draw_disc(u, v, DiscShape(
+            scale_length=scale_length, axis_ratio=math.cos(math.radians(rng.uniform(0, 45))),
+            bulge_fraction=rng.uniform(0.3, 0.6), bulge_radius=scale_length * rng.uniform(0.3, 0.6),
+            bulge_index=rng.uniform(2.0, 4.0)), rng)
     index = rng.uniform(1.5, 5.0)
     radius = _elliptical_radius(u, v, rng.uniform(0.6, 1.0))
     return _compose([(_sersic(radius, half_light, index), 0.8, _tint(DISC_TINT, rng)),
@@ -310,8 +328,26 @@ def _tidal_tail(centre, start_angle: float, start_radius: float, length: float, 
     return cv2.GaussianBlur(tail, (0, 0), 0.8 * render_size / REFERENCE_SIZE)
 
 
+def _draw_irregular(x, y, centre, half_light, rng) -> np.ndarray:
+    """An irregular galaxy: a lopsided, lumpy low-surface-brightness body strewn with blue star-forming clumps."""
+    render_size = x.shape[0]
+    u, v = _random_frame(x, y, centre, rng)
+    h = half_light / 1.68
+    lumps = np.exp(0.8 * _smooth_noise(x.shape, 0.3 * h * render_size / REFERENCE_SIZE, rng))
+    shift = rng.normal(0, 0.4 * h, 2).astype(np.float32)
+    body = np.exp(-_elliptical_radius(u - shift[0], v - shift[1], rng.uniform(0.4, 0.9)) / np.float32(h)) * lumps
+    count = int(rng.integers(4, 14))
+    clumps = _splat(np.float32(centre[0]) + rng.normal(0, 1.1 * h, count),
+                    np.float32(centre[1]) + rng.normal(0, 1.1 * h, count), rng.exponential(1.0, count), render_size)
+    clumps = cv2.GaussianBlur(clumps, (0, 0), rng.uniform(0.5, 1.2) * render_size / REFERENCE_SIZE)
+    return _compose([(body, 0.7, _tint(DISC_TINT, rng)), (clumps, 0.3, _tint(ARM_TINT, rng))])
+
+
 def _draw_merging(x, y, centre, half_light, rng) -> np.ndarray:
-    """Two overlapping galaxies of any type, tidally distorted, with tails curling round the pair."""
+    """Two overlapping galaxies of any type, tidally distorted, with tails curling round the pair; one time in
+    five a single disturbed irregular galaxy instead (the class stands for Galaxy10's disturbed and merging)."""
+    if rng.random() < 0.2:
+        return _draw_irregular(x, y, centre, half_light, rng)
     render_size = x.shape[0]
     second_share = rng.uniform(0.25, 0.5)
     sizes = half_light * rng.uniform(0.55, 0.8), half_light * rng.uniform(0.5, 0.75)
@@ -355,48 +391,38 @@ def _random_colour(rng: np.random.Generator, redness_mean: float = 0.2, redness_
     return colour / colour.mean()
 
 
-def _add_field_objects(light: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A few foreground stars (point sources, before the PSF) and small faint background galaxies."""
+def _add_stars(light: np.ndarray, conditions: Conditions, rng: np.random.Generator) -> np.ndarray:
+    """Foreground stars as point sources (before the PSF); bright ones get diffraction spikes when the conditions
+    have them, all at the telescope's one orientation."""
     render_size = light.shape[0]
-    x, y = _pixel_grid(render_size)
     pixel_area = (REFERENCE_SIZE / render_size) ** 2
-    for _ in range(rng.poisson(0.8)):
-        position = rng.uniform(-30, 30, (2, 1))
-        star = _splat(position[0], position[1], np.ones(1), render_size)
-        flux = _log_uniform(rng, 30, 2000) / pixel_area
-        light += star[..., None] * (np.float32(flux) * _random_colour(rng, redness_mean=0.1, redness_std=0.4))
-    for _ in range(rng.poisson(1.5)):
-        position = rng.uniform(-30, 30, 2)
-        u, v = _random_frame(x, y, position, rng)
-        blob = _sersic(_elliptical_radius(u, v, rng.uniform(0.3, 1.0)), rng.uniform(0.6, 1.8), rng.uniform(0.7, 2.5))
-        tint = _tint(BULGE_TINT if rng.random() < 0.6 else DISC_TINT, rng, jitter=0.12)
-        light += _calibrate(blob[..., None] * tint, _log_uniform(rng, 40, 600), tint / tint.mean())
+    spike_angle = rng.uniform(0, math.pi / 2)
+    for _ in range(rng.poisson(conditions.star_density)):
+        position = rng.uniform(-31, 31, 2)
+        flux = _log_uniform(rng, 20, 5000)
+        xs, ys, weights = [np.array([position[0]])], [np.array([position[1]])], [np.ones(1)]
+        if conditions.spikes > 0 and flux > 1000:
+            length = 2.0 * math.sqrt(flux / 1000) * conditions.spikes
+            along = np.linspace(-length, length, 80)
+            for angle in (spike_angle, spike_angle + math.pi / 2):
+                xs.append(position[0] + along * math.cos(angle))
+                ys.append(position[1] + along * math.sin(angle))
+                weights.append(0.002 * np.exp(-3 * np.abs(along) / length))
+        star = _splat(np.concatenate(xs), np.concatenate(ys), np.concatenate(weights), render_size)
+        light += star[..., None] * (np.float32(flux / pixel_area) * _random_colour(rng, 0.1, 0.4))
     return light
 
 
-def _observe(light: np.ndarray, size: int, psf_sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """The camera and display: PSF with wings, averaging to `size`, sky, noise, asinh stretch, uint8."""
-    render_size = light.shape[0]
-    sigma_px = psf_sigma * render_size / REFERENCE_SIZE
-    light = ((1 - PSF_WING_FRACTION) * cv2.GaussianBlur(light, (0, 0), sigma_px)
-             + PSF_WING_FRACTION * cv2.GaussianBlur(light, (0, 0), PSF_WING_SCALE * sigma_px))
-    if render_size != size:
-        light = cv2.resize(light, (size, size), interpolation=cv2.INTER_AREA)
-    sky = np.float32(rng.uniform(*SKY_PEDESTAL_RANGE))
-    variance = 1 + np.clip(light, 0, None) / np.float32(rng.uniform(*GAIN_RANGE))
-    observed = light + sky + np.sqrt(variance) * rng.standard_normal(light.shape, dtype=np.float32)
-    return _stretch(observed)
-
-
-def _stretch(observed: np.ndarray) -> np.ndarray:
-    """Lupton et al. (2004) asinh stretch on the mean intensity, so colours survive in bright cores."""
-    intensity = observed.mean(axis=-1, keepdims=True)
-    intensity = np.where(np.abs(intensity) < 1e-6, np.float32(1e-6), intensity)
-    gain = np.arcsinh(intensity / np.float32(STRETCH_SOFTENING)) / (
-        intensity * np.float32(math.asinh(STRETCH_WHITE / STRETCH_SOFTENING)))
-    rgb = np.clip(observed, 0, None) * gain
-    rgb /= np.maximum(rgb.max(axis=-1, keepdims=True), 1)
-    return np.round(rgb * 255).astype(np.uint8)
+def _add_neighbours(light: np.ndarray, conditions: Conditions, rng: np.random.Generator) -> np.ndarray:
+    """Small, faint background galaxies scattered over the frame."""
+    x, y = _pixel_grid(light.shape[0])
+    for _ in range(rng.poisson(conditions.neighbours)):
+        position = rng.uniform(-30, 30, 2)
+        u, v = _random_frame(x, y, position, rng)
+        blob = _sersic(_elliptical_radius(u, v, rng.uniform(0.3, 1.0)), rng.uniform(0.6, 2.5), rng.uniform(0.7, 2.5))
+        tint = _tint(BULGE_TINT if rng.random() < 0.6 else DISC_TINT, rng, jitter=0.12)
+        light += _calibrate(blob[..., None] * tint, _log_uniform(rng, 20, 400), tint / tint.mean())
+    return light
 
 
 def _check_size(size: int) -> None:
@@ -405,18 +431,29 @@ def _check_size(size: int) -> None:
                         f"Choose a size in that range, e.g. 64")
 
 
-def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """One galaxy of class `label` near the centre of a `size`×`size` RGB uint8 image, drawn from `rng`."""
+def galaxy_flux(half_light: float, rng: np.random.Generator) -> float:
+    """A total flux in sky-noise units at depth 1; it grows with the galaxy's area, so surface brightness does not
+    depend on how large the galaxy is drawn in the frame."""
+    return _log_uniform(rng, *FLUX_RANGE) * (half_light / REFERENCE_HALF_LIGHT) ** 2
+
+
+def render(label: int, size: int, rng: np.random.Generator, held_out_condition: str | None = None) -> np.ndarray:
+    """One galaxy of class `label` near the centre of a `size`×`size` RGB uint8 image, drawn from `rng`, observed
+    under conditions drawn by `observe.draw_conditions`, or with one of `HELD_OUT_CONDITIONS` put in place. The
+    galaxy and the observation draw from separate streams, so a held-out condition shows the same galaxy."""
     _check_size(size)
     if not 0 <= label < len(CLASS_NAMES):
         raise ValueError(f"label must be 0..{len(CLASS_NAMES) - 1}, got {label}")
+    galaxy_rng, sky_rng = rng.spawn(2)
+    conditions = draw_conditions(sky_rng)
+    if held_out_condition is not None:
+        conditions = held_out(conditions, held_out_condition)
     x, y = _pixel_grid(_render_size(size))
-    centre = np.clip(rng.normal(0, CENTRE_OFFSET_SIGMA, 2), -CENTRE_OFFSET_MAX, CENTRE_OFFSET_MAX)
-    half_light = _log_uniform(rng, *HALF_LIGHT_RANGE)
-    light = GALAXY_DRAWERS[label](x, y, centre, half_light, rng)
-    light = _calibrate(light, _log_uniform(rng, *FLUX_RANGE), _random_colour(rng))
-    light = _add_field_objects(light, rng)
-    return _observe(light, size, rng.uniform(*PSF_SIGMA_RANGE), rng)
+    centre = np.clip(galaxy_rng.normal(0, CENTRE_OFFSET_SIGMA, 2), -CENTRE_OFFSET_MAX, CENTRE_OFFSET_MAX)
+    light = GALAXY_DRAWERS[label](x, y, centre, conditions.half_light, galaxy_rng)
+    light = _calibrate(light, galaxy_flux(conditions.half_light, galaxy_rng), _random_colour(galaxy_rng))
+    light = _add_neighbours(_add_stars(light, conditions, sky_rng), conditions, sky_rng)
+    return observe(light, size, conditions, sky_rng)
 
 
 MILKY_WAY = DiscShape(               # SBbc, lengths for a disc scale length of 2.6 kpc = 6.5 px
@@ -425,14 +462,25 @@ MILKY_WAY = DiscShape(               # SBbc, lengths for a disc scale length of 
     minor_arm_share=0.3, bar_fraction=0.12, bar_length=11.0, bar_axis_ratio=0.3, dust_depth=0.6, knottiness=0.5)
 
 
-def milky_way(size: int = 64) -> np.ndarray:
-    """Our galaxy seen face-on, as it would look in this dataset: the fixed query image for similarity search."""
+MILKY_WAY_HALF_LIGHT = 1.68 * MILKY_WAY.scale_length
+MILKY_WAY_CONDITIONS = Conditions(half_light=MILKY_WAY_HALF_LIGHT, depth=3.0, psf_sigma=0.6, star_density=0.0,
+                                  neighbours=0.0, softening=0.05, black=0.5, white=1.0)
+LENGTH_FIELDS = ("scale_length", "bulge_radius", "arm_start", "bar_length", "ring_radius")
+
+
+def milky_way(size: int = 64, conditions: Conditions = MILKY_WAY_CONDITIONS, seed: int = MILKY_WAY_SEED) -> np.ndarray:
+    """Our galaxy seen face-on: the query image for similarity search. By default a clean, deep survey-like view;
+    with other `conditions` (and `seed`, which draws its noise and field stars) it is observed like a gallery."""
     _check_size(size)
-    rng = np.random.default_rng(MILKY_WAY_SEED)
+    rng = np.random.default_rng(seed)
+    galaxy_rng, sky_rng = np.random.default_rng(MILKY_WAY_SEED), rng.spawn(1)[0]
+    zoom = conditions.half_light / MILKY_WAY_HALF_LIGHT
+    shape = dataclasses.replace(MILKY_WAY, **{name: getattr(MILKY_WAY, name) * zoom for name in LENGTH_FIELDS})
     x, y = _pixel_grid(_render_size(size))
     u, v = _galaxy_frame(x, y, (0.0, 0.0), math.radians(-20), mirror=False)
-    light = _calibrate(_draw_disc(u, v, MILKY_WAY, rng), 15000.0, np.array([1.08, 1.0, 0.92]))
-    return _observe(light, size, 0.6, rng)
+    light = _calibrate(_draw_disc(u, v, shape, galaxy_rng), 15000.0 * zoom ** 2, np.array([1.08, 1.0, 0.92]))
+    light = _add_neighbours(_add_stars(light, conditions, sky_rng), conditions, sky_rng)
+    return observe(light, size, conditions, sky_rng)
 
 
 class SyntheticGalaxies(Source):
