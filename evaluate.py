@@ -165,9 +165,12 @@ def run_scaling(args) -> None:
     print("wrote " + " ".join(str(path) for path in written))
 
 
+PRESET_HELP = "preset:NAME, a shipped run (train.py --list) whose default outputs go to runs/preset-NAME/"
+
+
 def add_gallery_flags(parser) -> None:
     """Which images to search: the run's own dataset and preparation unless these say otherwise."""
-    parser.add_argument("--run", help="run folder written by train.py (omit for --embedding pixels)")
+    parser.add_argument("--run", help=f"run folder written by train.py, or {PRESET_HELP}; omit for --embedding pixels")
     parser.add_argument("--dataset", help="gallery dataset (default: the run's, else synthetic-galaxies)")
     parser.add_argument("--data-dir", help="file or folder the dataset reads (galaxy10: the .h5 file)")
     parser.add_argument("--classes", help="keep these classes, comma-separated names or indices")
@@ -185,12 +188,14 @@ def gallery_overrides(args) -> dict:
 
 
 def default_out(args, command: str) -> str:
-    """--out, else RUN/COMMAND (COMMAND-pixels without a run), checked to be writable before any work."""
+    """--out, else RUN/COMMAND (runs/preset-NAME/COMMAND for a shipped preset, COMMAND-pixels without a run),
+    checked to be writable before any work."""
     from pathlib import Path
 
     from core.files import writable
+    from core.runs import RunFolder
 
-    return str(writable(args.out or (Path(args.run) / command if args.run else Path(f"{command}-pixels"))))
+    return str(writable(args.out or (RunFolder(args.run).results(command) if args.run else Path(f"{command}-pixels"))))
 
 
 def add_neighbours(commands) -> None:
@@ -371,8 +376,10 @@ def run_robustness(args) -> None:
 
 def add_reconstruct(commands) -> None:
     parser = subcommand(commands, "reconstruct", run_reconstruct)
-    parser.add_argument("--run", required=True, help="run folder of a model that reconstructs (autoencoder, vae)")
-    parser.add_argument("--judge", metavar="RUN", help="a trained classifier run that names the class of each image")
+    parser.add_argument("--run", required=True,
+                        help=f"run folder of a model that reconstructs (autoencoder, vae), or {PRESET_HELP}")
+    parser.add_argument("--judge", metavar="RUN",
+                        help="a trained classifier run (e.g. preset:galaxy-classifier) that names each image's class")
     parser.add_argument("--seed", type=int, default=0, help="with --judge: sampling seed of the judged generated "
                                                             "images, for models that generate (0)")
     parser.add_argument("--out", help="folder for reconstruct.json/.png (default RUN/reconstruct)")
@@ -394,7 +401,7 @@ def run_reconstruct(args) -> None:
 
 def add_generate(commands) -> None:
     parser = subcommand(commands, "generate", run_generate)
-    parser.add_argument("--run", required=True, help="run folder written by train.py")
+    parser.add_argument("--run", required=True, help=f"run folder written by train.py, or {PRESET_HELP}")
     parser.add_argument("--n", type=cli.positive_int, default=16, help="images to write (16)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images (0)")
     parser.add_argument("--near", metavar="QUERY", help="'milky-way' or a PNG/JPEG file: models that encode and decode")

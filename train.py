@@ -30,7 +30,8 @@ def model_flags(args) -> dict:
 
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="train.py", description="Train an astrozoo model and write a run folder.")
-    parser.add_argument("--list", action="store_true", help="list models (capabilities, parameters) and datasets")
+    parser.add_argument("--list", action="store_true",
+                        help="list models (capabilities, parameters), datasets and the shipped presets")
     parser.add_argument("--model", help="registered model name (see --list)")
     parser.add_argument("--dataset", default="synthetic-galaxies", help="dataset source (see --list)")
     parser.add_argument("--data-dir", help="file or folder the dataset reads (galaxy10: the .h5 file)")
@@ -57,7 +58,8 @@ def build_parser() -> cli.Parser:
                         help="stylegan: real images per resolution, the first half fading the new one in (8000)")
     parser.add_argument("--seed", type=int, default=0, help="drives data, shuffling, initialisation and sampling")
     parser.add_argument("--out", help="run folder (default runs/<model>-<timestamp>)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last finished epoch")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue a run from its last finished epoch (not a preset: they are read-only)")
     spread = parser.add_argument_group("training on several devices and processes (training/distribute.py)")
     spread.add_argument("--distribute", default="none", choices=STRATEGIES,
                         help="mirrored: tf.distribute.MirroredStrategy over the local GPUs (TensorFlow); "
@@ -74,6 +76,7 @@ def build_parser() -> cli.Parser:
 def print_catalogue() -> None:
     import datasets
     import zoo
+    from core.runs import PRESET, list_presets, load_config, presets_dir
 
     print(f"{'model':<14}{'world':<13}{'parameters':>12}  capabilities")
     for name in zoo.list_models():
@@ -84,6 +87,13 @@ def print_catalogue() -> None:
     print(f"\n{'dataset':<20}description")
     for name, description in datasets.list_datasets().items():
         print(f"{name:<20}{description}")
+    print(f"\n{'preset (--run preset:NAME)':<28}{'model':<14}{'dataset':<20}capabilities")
+    if not list_presets():
+        print(f"none shipped in {presets_dir()}")
+    for name in list_presets():
+        config = load_config(PRESET + name)
+        uses = ", ".join(zoo.get_entry(config.model).capabilities)
+        print(f"{name:<28}{config.model:<14}{config.dataset:<20}{uses}")
 
 
 PER_PROCESS = ("coordinator", "num_processes", "process_id")     # how this process joins, not a run setting

@@ -28,7 +28,7 @@ import datasets
 import zoo
 from core.errors import DataError, ModelError
 from core.files import save_figure, write_atomic
-from core.runs import load_config
+from core.runs import RunFolder, load_config
 from datasets.pipeline import data_errors, make_dataset, prepare_image, split_indices, to_numpy
 from datasets.source import ArraySource, Source
 
@@ -217,9 +217,9 @@ def gallery_info(spec: GallerySpec, embedding: str, run_dir: str | Path | None) 
     info = {"embedding": embedding, **{f.name: getattr(spec, f.name) for f in fields(GallerySpec)},
             "run": None, "model_modified_ns": None}
     if run_dir is not None:
-        info["run"] = os.path.realpath(run_dir)
-        saved = [Path(run_dir) / name for name in ("model.keras", "model") if (Path(run_dir) / name).exists()]
-        info["model_modified_ns"] = saved[0].stat().st_mtime_ns
+        folder = RunFolder(run_dir)
+        info["run"] = os.path.realpath(folder.root)
+        info["model_modified_ns"] = folder.saved_model().stat().st_mtime_ns
     return info
 
 

@@ -1,5 +1,5 @@
 """Shared test set-up: quiet TensorFlow, Agg plots, one random seed per test, tiny in-memory galaxy sources, one local
-Ray for the session."""
+Ray for the session, a runner for CLI errors."""
 import logging
 import os
 
@@ -11,6 +11,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+import cli  # noqa: E402
 from datasets.source import ArraySource  # noqa: E402
 
 REPLICAS = 2    # the CPU is split into this many devices before the backend starts, for the distribution tests
@@ -77,3 +78,18 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def one_line_error(capfd):
+    """`one_line_error(main, argv)` runs a CLI's main through cli.run and returns its stderr, checked to be one
+    `error: ` line, no traceback, exit status 2 (captured at the file-descriptor level)."""
+    def run(main, argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as stopped:
+            cli.run(lambda: main(argv))
+        err = capfd.readouterr().err
+        assert stopped.value.code == 2, err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+        return err
+
+    return run

@@ -119,8 +119,13 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
 
     resume=True continues the run in `run_dir` from its last finished epoch (weights, optimizer and epoch
     counter come back from checkpoint/) until config.epochs. `distribution` (training/distribute.py): one
-    started for several processes; by default the one config.distribute names, on this process alone.
+    started for several processes; by default the one config.distribute names, on this process alone. A shipped
+    preset (core.runs) is read-only, so it is refused as `run_dir`.
     """
+    if run_dir is not None and (shipped := RunFolder(run_dir)).preset:
+        raise ModelError(f"preset '{shipped.preset}' ships with astrozoo and is read-only, so train.py does not write "
+                         f"into it. Train your own run with 'python train.py --model {config.model}', or copy "
+                         f"{shipped.root} to a folder of your own and --resume that")
     if config.image_size is None:
         config.image_size = config.tile or WORLD_IMAGE_SIZES[zoo.get_entry(config.model).world]
     resolve_recipe(config)
