@@ -20,7 +20,7 @@ import numpy as np
 import zoo
 from core.errors import DataError
 from core.files import save_figure, write_json
-from core.runs import load_config
+from core.runs import RunFolder, load_config
 from datasets.hubble import Hubble
 from datasets.pipeline import split_indices
 from datasets.synthetic_galaxies import CLASS_NAMES, HELD_OUT_CONDITIONS, SyntheticGalaxies, render
@@ -71,7 +71,7 @@ def validation_rows(run_dir: str | Path, n: int) -> tuple[np.ndarray, np.ndarray
 
 def measure_robustness(run_dir: str | Path, n: int = 500, k: int = 10, out_dir: str | Path | None = None) -> dict:
     """Accuracy and precision@k of the run on clean and held-out validation galaxies, and the Hubble domain gap;
-    robustness.json and robustness.png in `out_dir` (default RUN/robustness)."""
+    robustness.json and robustness.png in `out_dir` (default RUN/robustness, runs/preset-NAME/ for a preset)."""
     if n < 2:
         raise DataError(f"--n must be at least 2 galaxies, got {n}. Pass e.g. --n 500")
     model = zoo.load(run_dir)
@@ -111,7 +111,7 @@ def measure_robustness(run_dir: str | Path, n: int = 500, k: int = 10, out_dir: 
         "stamps": len(hubble), "median_real_to_synthetic": float(np.median(real_to_synthetic)),
         "median_synthetic_to_synthetic": float(np.median(synthetic_to_synthetic)),
         "ratio": float(np.median(real_to_synthetic) / max(np.median(synthetic_to_synthetic), 1e-12))}
-    out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "robustness"
+    out_dir = Path(out_dir) if out_dir is not None else RunFolder(run_dir).results("robustness")
     write_json(out_dir / "robustness.json", results)
     save_figure(out_dir / "robustness.png", robustness_figure(results, examples))
     return results
