@@ -362,8 +362,8 @@ def add_robustness(commands) -> None:
 def run_robustness(args) -> None:
     """Accuracy and precision@k under observing conditions held out of training, and the Hubble domain gap.
 
-    Render the run's validation galaxies again under each held-out condition (another stretch, worse seeing, more
-    noise, a crowded star field, a larger galaxy, a colour cast, heavy JPEG); measure the classifier's accuracy and
+    Render the run's validation galaxies again under each held-out condition (two other stretches, worse seeing,
+    more noise, a crowded star field, a larger galaxy, a colour cast, heavy JPEG); measure the classifier's accuracy and
     the embedding's leave-one-out precision@k beside the clean set, and how far the Hubble Deep Field stamps sit
     from the synthetic galaxies in the embedding; write robustness.json and robustness.png."""
     from evaluation.robustness import format_results, measure_robustness

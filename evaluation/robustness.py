@@ -1,9 +1,9 @@
 """Does a model see the galaxy or the camera: its quality under observing conditions it never trained on.
 
 The built-in galaxies are rendered under randomly drawn observing conditions (datasets/synthetic_galaxies/
-observe.py). Here the same validation galaxies are rendered again under each of `HELD_OUT_CONDITIONS`, each
-outside every training range (another stretch, worse seeing, more noise, a crowded star field, a larger galaxy, a
-strong colour cast, heavy JPEG), and measured beside the clean set: the classifier's accuracy, and the
+observe.py). Here the same validation galaxies are rendered again under each of `HELD_OUT_CONDITIONS`, each just
+outside its training range (two other stretches, worse seeing, more noise, a crowded star field, a larger galaxy,
+a strong colour cast, heavy JPEG), and measured beside the clean set: the classifier's accuracy, and the
 embedding's leave-one-out precision@k (each galaxy's k nearest others under the same condition, hits when they
 share its class). A model that learned galaxies loses little; one that learned the renderer's look loses much.
 

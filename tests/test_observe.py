@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from datasets.synthetic_galaxies import HELD_OUT_CONDITIONS, milky_way, render
-from datasets.synthetic_galaxies.observe import (STRETCHES, Conditions, display_curve, draw_conditions, held_out,
-                                                 jpeg)
+from datasets.synthetic_galaxies.observe import (HELD_OUT_STRETCHES, STRETCHES, Conditions, display_curve,
+                                                 draw_conditions, held_out, jpeg)
 
 DRAWN = [draw_conditions(np.random.default_rng(i)) for i in range(2000)]
 
@@ -31,6 +31,7 @@ def test_every_held_out_condition_lies_outside_what_training_draws():
     gains = np.array([c.colour_gains for c in DRAWN])
     outside = {
         "stretch": held_out(DRAWN[0], "stretch").stretch not in {c.stretch for c in DRAWN},
+        "equalise": held_out(DRAWN[0], "equalise").stretch not in {c.stretch for c in DRAWN},
         "seeing": held_out(DRAWN[0], "seeing").psf_sigma > drawn("psf_sigma").max(),
         "noise": held_out(DRAWN[0], "noise").depth < drawn("depth").min(),
         "stars": held_out(DRAWN[0], "stars").star_density > drawn("star_density").max(),
@@ -52,13 +53,13 @@ def test_a_held_out_condition_shows_the_same_galaxy_under_another_sky():
     assert np.corrcoef(usual.ravel(), other.ravel())[0, 1] < 0.8
 
 
-@pytest.mark.parametrize("stretch", [*STRETCHES, "equalise"])
+@pytest.mark.parametrize("stretch", [*STRETCHES, *HELD_OUT_STRETCHES])
 def test_display_curves_rise_from_black_to_white(stretch):
     conditions = Conditions(stretch=stretch, softening=0.05)
     levels = np.linspace(-0.5, 1.5, 201, dtype=np.float32)
     curve = display_curve(levels, conditions)
     assert curve[0] == 0 and curve[-1] == 1 and np.all(np.diff(curve) >= 0)
-    if stretch in ("asinh", "log", "sqrt"):
+    if stretch in ("asinh", "log", "sqrt", "mtf"):
         assert display_curve(np.float32([0.1]), conditions)[0] > 0.25                 # faint light lifted
 
 

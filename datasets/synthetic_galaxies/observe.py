@@ -7,8 +7,8 @@ as surveys do, log, square root, linear with a saturated core), colour-balanced 
 as JPEG. `draw_conditions` draws all of this per image (domain randomisation, Tobin et al. 2017), so that what a
 model can rely on across its training set is the galaxy, not the camera.
 
-`HELD_OUT_CONDITIONS` are observing conditions outside every training range (another stretch, worse seeing,
-more noise, a crowded star field, a larger galaxy, a strong colour cast, heavy JPEG): `evaluate.py robustness`
+`HELD_OUT_CONDITIONS` are observing conditions just outside every training range (two other stretches, worse
+seeing, more noise, a crowded star field, a larger galaxy, a strong colour cast, heavy JPEG): `evaluate.py robustness`
 renders the validation galaxies under each to measure what a model does on conditions it never saw.
 
 Light is in sky-noise units of a 64 px frame (noise σ = 1 at depth 1); the output is RGB uint8.
@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 STRETCHES = ("asinh", "log", "sqrt", "linear")      # the display curves training draws from
-HELD_OUT_STRETCH = "equalise"                         # histogram equalisation: a curve no training image has
+HELD_OUT_STRETCHES = ("mtf", "equalise")              # curves no training image has (see `display_curve`)
+MTF_MIDTONE = 0.08                                    # the midtones balance of the held-out "mtf" curve
 PSF_WING_SCALE = 3.5                                  # the wings' width in units of the core's
 
 
@@ -83,7 +84,8 @@ def draw_conditions(rng: np.random.Generator) -> Conditions:
 
 
 HELD_OUT_CONDITIONS: dict[str, dict] = {     # each just past the end of its training range
-    "stretch": {"stretch": HELD_OUT_STRETCH},
+    "stretch": {"stretch": "mtf"},
+    "equalise": {"stretch": "equalise"},
     "seeing": {"psf_sigma": 2.3, "psf_wings": 0.28},
     "noise": {"depth": 0.45},
     "stars": {"star_density": 6.0, "spikes": 1.0},
@@ -127,7 +129,10 @@ def observe(light: np.ndarray, size: int, conditions: Conditions, rng: np.random
 
 
 def display_curve(level: np.ndarray, conditions: Conditions) -> np.ndarray:
-    """Levels scaled so black is 0 and white is 1 through the display curve, clipped to [0, 1]."""
+    """Levels scaled so black is 0 and white is 1 through the display curve, clipped to [0, 1]. Besides the training
+    curves: "mtf", the midtones transfer function of astrophotography's usual automatic screen stretch
+    (PixInsight's STF), and "equalise", histogram equalisation, which spreads even the sky's noise over half the
+    grey levels."""
     level = np.clip(level, 0, None)
     if conditions.stretch == "asinh":
         curve = np.arcsinh(level / conditions.softening) / math.asinh(1 / conditions.softening)
@@ -137,7 +142,9 @@ def display_curve(level: np.ndarray, conditions: Conditions) -> np.ndarray:
         curve = np.sqrt(level)
     elif conditions.stretch == "linear":
         curve = level
-    elif conditions.stretch == HELD_OUT_STRETCH:
+    elif conditions.stretch == "mtf":
+        curve = (MTF_MIDTONE - 1) * level / ((2 * MTF_MIDTONE - 1) * level - MTF_MIDTONE)
+    elif conditions.stretch == "equalise":
         ranks = np.argsort(np.argsort(level, axis=None), axis=None).reshape(level.shape)
         curve = np.where(level > 0, ranks / max(level.size - 1, 1), 0)
     else:
