@@ -24,17 +24,18 @@ QUERY_SEED = 1915
 
 
 def image_statistics(images: np.ndarray) -> np.ndarray:
-    """(n, 5) statistics of prepared images in [0, 1]: sky level (10th percentile of intensity), pixel noise (median
-    absolute difference of neighbouring edge pixels), contrast (99th minus 10th percentile), lit share (pixels
-    above halfway between sky and the 99th percentile) and colourfulness (mean spread across channels)."""
+    """(n, 6) statistics of prepared images in [0, 1]: sky level (10th percentile of intensity), pixel noise (median
+    absolute difference of neighbouring edge pixels), contrast (99th minus 10th percentile), the share of pixels
+    above 15% and above 50% of the way from sky to the 99th percentile (the galaxy's extent and its bright core:
+    size in the frame, stretch and seeing all move them) and colourfulness (mean spread across channels)."""
     intensity = images.mean(axis=-1)
     flat = intensity.reshape(len(images), -1)
     sky, bright = np.percentile(flat, 10, axis=1), np.percentile(flat, 99, axis=1)
     edge = np.concatenate([intensity[:, :BORDER, :], intensity[:, -BORDER:, :]], axis=1)
     noise = np.median(np.abs(np.diff(edge, axis=2)).reshape(len(images), -1), axis=1)
-    lit = np.mean(flat > ((sky + bright) / 2)[:, None], axis=1)
+    extent, core = (np.mean(flat > (sky + level * (bright - sky))[:, None], axis=1) for level in (0.15, 0.5))
     colour = images.std(axis=-1).reshape(len(images), -1).mean(axis=1)
-    return np.stack([sky, noise, bright - sky, lit, colour], axis=1)
+    return np.stack([sky, noise, bright - sky, extent, core, colour], axis=1)
 
 
 def milky_way_views(gallery_images: np.ndarray, image_size: int, crop: float | None = None,

@@ -20,11 +20,11 @@ def test_image_statistics_measure_sky_noise_contrast_extent_and_colour():
     lit[:, 8:24, 8:24] = 0.9
     red = flat.copy()
     red[..., 0] = 0.5
-    sky, noise, contrast, share, colour = image_statistics(np.concatenate([flat, noisy, lit, red])).T
+    sky, noise, contrast, extent, core, colour = image_statistics(np.concatenate([flat, noisy, lit, red])).T
     assert sky[0] == np.float32(0.2) and noise[0] == 0 and contrast[0] == 0 and colour[0] == 0
     # intensity noise 0.05 / √3; neighbours' difference √2 times that; its median absolute value 0.6745 σ
     assert noise[1] == pytest.approx(0.05 / np.sqrt(3) * np.sqrt(2) * 0.6745, rel=0.1)
-    assert contrast[2] > 0.6 and share[2] == 0.25
+    assert contrast[2] > 0.6 and extent[2] == core[2] == 0.25
     assert colour[3] > 0.1
 
 
