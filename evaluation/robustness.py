@@ -23,7 +23,8 @@ from core.files import save_figure, write_json
 from core.runs import RunFolder, load_config
 from datasets.hubble import Hubble
 from datasets.pipeline import split_indices
-from datasets.synthetic_galaxies import CLASS_NAMES, HELD_OUT_CONDITIONS, SyntheticGalaxies, render
+from datasets.synthetic_galaxies import CLASS_NAMES, SyntheticGalaxies, render
+from datasets.synthetic_galaxies.observe import HELD_OUT_CONDITIONS
 from evaluation.neighbours import build_index, capabilities, default_embedding, embedder
 
 CLEAN = "clean"

@@ -13,8 +13,16 @@ from core.errors import DataError, ModelError
 from datasets.pipeline import make_dataset, prepare_image, to_numpy
 from datasets.synthetic_galaxies import milky_way
 from evaluation import neighbours
-from evaluation.neighbours import (Gallery, GallerySpec, build_index, embedder, load_query, nearest, open_gallery,
-                                   search_query)
+from evaluation.neighbours import (
+    Gallery,
+    GallerySpec,
+    build_index,
+    embedder,
+    load_query,
+    nearest,
+    open_gallery,
+    search_query,
+)
 
 
 def test_a_gallery_image_is_its_own_nearest_neighbour(striped_folder, tmp_path):

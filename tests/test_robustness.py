@@ -10,7 +10,8 @@ import zoo
 from core.errors import DataError
 from core.runs import TrainConfig
 from datasets.pipeline import split_indices
-from datasets.synthetic_galaxies import HELD_OUT_CONDITIONS, SyntheticGalaxies
+from datasets.synthetic_galaxies import SyntheticGalaxies
+from datasets.synthetic_galaxies.observe import HELD_OUT_CONDITIONS
 from evaluation.robustness import (
     format_results,
     leave_one_out_precision,
@@ -77,7 +78,8 @@ def test_report_scores_every_condition_and_writes_json_and_png(classifier_run, t
     assert gap["stamps"] > 100
     assert gap["ratio"] == pytest.approx(gap["median_real_to_synthetic"] / gap["median_synthetic_to_synthetic"])
     lines = format_results(results).splitlines()
-    assert lines[0].split() == ["condition", "precision_at_3", "accuracy"] and len(lines) == 3 + len(HELD_OUT_CONDITIONS)
+    assert lines[0].split() == ["condition", "precision_at_3", "accuracy"]
+    assert len(lines) == 3 + len(HELD_OUT_CONDITIONS)
     assert lines[-1].startswith("Hubble domain gap: real→synthetic")
 
 
