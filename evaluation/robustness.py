@@ -23,7 +23,7 @@ from core.files import save_figure, write_json
 from core.runs import RunFolder, load_config
 from datasets.hubble import Hubble
 from datasets.pipeline import split_indices
-from datasets.synthetic_galaxies import CLASS_NAMES, SyntheticGalaxies, render
+from datasets.synthetic_galaxies import CLASS_NAMES, DEFAULT_N, SyntheticGalaxies, render
 from datasets.synthetic_galaxies.observe import HELD_OUT_CONDITIONS
 from evaluation.neighbours import build_index, capabilities, default_embedding, embedder
 
@@ -57,17 +57,17 @@ def nearest_distances(gallery: np.ndarray, queries: np.ndarray, skip_self: bool)
 
 
 def validation_rows(run_dir: str | Path, n: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Up to `n` rows the run did not train on, their labels and the dataset seed: the run's own validation split
-    when it trained on the built-in galaxies, else the first `n` built-in galaxies."""
+    """Up to `n` built-in galaxies the run did not train on, their labels and the dataset seed: the run's own
+    validation split when it trained on all five built-in classes, else galaxies of the next seed."""
     config = load_config(run_dir)
-    source = SyntheticGalaxies(n=max(n, config.limit or 0) if config.dataset == "synthetic-galaxies" else n,
-                               seed=config.seed)
-    if config.dataset == "synthetic-galaxies":
-        total = config.limit or len(source)
-        rows = split_indices(total, "validation", config.validation_fraction, config.seed)[:n]
-    else:
-        rows = np.arange(n)
-    return rows, source.labels()[rows], config.seed
+    if config.dataset == "synthetic-galaxies" and config.classes is None:
+        source = SyntheticGalaxies(n=DEFAULT_N, seed=config.seed)
+        rows = split_indices(min(config.limit or DEFAULT_N, DEFAULT_N), "validation", config.validation_fraction,
+                             config.seed)[:n]
+        return rows, source.labels()[rows], config.seed
+    source = SyntheticGalaxies(n=DEFAULT_N, seed=config.seed + 1)
+    rows = np.arange(min(n, DEFAULT_N))
+    return rows, source.labels()[rows], config.seed + 1
 
 
 def measure_robustness(run_dir: str | Path, n: int = 500, k: int = 10, out_dir: str | Path | None = None) -> dict:

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
+import datasets
 import evaluate
 import zoo
 from core.errors import DataError
 from core.runs import TrainConfig
 from datasets.pipeline import split_indices
-from datasets.synthetic_galaxies import SyntheticGalaxies
 from datasets.synthetic_galaxies.observe import HELD_OUT_CONDITIONS
 from evaluation.robustness import (
     format_results,
@@ -18,6 +18,7 @@ from evaluation.robustness import (
     measure_robustness,
     nearest_distances,
     render_validation,
+    validation_rows,
 )
 from training import train
 
@@ -47,10 +48,12 @@ def test_nearest_distances_against_another_set_and_against_itself():
 
 
 def test_validation_galaxies_are_the_runs_own_under_each_condition(classifier_run):
-    rows = split_indices(100, "validation", 0.1, 3)
-    labels = SyntheticGalaxies(16, n=100, seed=3).labels()[rows]
+    rows, labels, seed = validation_rows(classifier_run, 50)
+    assert seed == 3 and np.array_equal(rows, split_indices(100, "validation", 0.1, 3))   # the run's 10 held out
+    source = datasets.load("synthetic-galaxies", image_size=16, seed=3, limit=100)
+    np.testing.assert_array_equal(labels, source.labels()[rows])
     clean = render_validation(3, rows, labels, 16, "clean")
-    expected = SyntheticGalaxies(16, n=100, seed=3).read(int(rows[0]), int(rows[0]) + 1)[0][0]
+    expected = source.read(int(rows[0]), int(rows[0]) + 1)[0][0]
     np.testing.assert_allclose(clean[0], expected / 255.0)
     blurred = render_validation(3, rows, labels, 16, "seeing")
     assert blurred.shape == clean.shape and not np.allclose(blurred, clean)
@@ -64,8 +67,7 @@ def test_report_scores_every_condition_and_writes_json_and_png(classifier_run, t
     assert results["n"] == 10 and results["embedding"] == "scores"
 
     model = zoo.load(classifier_run)
-    rows = split_indices(100, "validation", 0.1, 3)
-    labels = SyntheticGalaxies(16, n=100, seed=3).labels()[rows]
+    rows, labels, _ = validation_rows(classifier_run, 10)
     noisy = render_validation(3, rows, labels, 16, "noise")
     accuracy = np.mean(np.argmax(model.classify(noisy), axis=1) == labels)
     assert results["conditions"]["noise"]["accuracy"] == pytest.approx(accuracy)
@@ -89,3 +91,15 @@ def test_cli_writes_into_the_run_and_refuses_a_bad_n(classifier_run, capsys):
     assert "8 validation galaxies per condition" in capsys.readouterr().out
     with pytest.raises(DataError, match="--n must be at least 2 galaxies, got 1"):
         measure_robustness(classifier_run, n=1)
+
+
+def test_a_run_trained_on_other_data_is_measured_on_galaxies_of_the_next_seed(classifier_run, tmp_path):
+    import shutil
+
+    other = tmp_path / "hubble-run"
+    shutil.copytree(classifier_run, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "dataset": "hubble"}))
+    rows, labels, seed = validation_rows(other, 7)
+    assert seed == 4 and rows.tolist() == list(range(7))
+    np.testing.assert_array_equal(labels, datasets.load("synthetic-galaxies", seed=4).labels()[:7])
