@@ -11,6 +11,7 @@ import contextlib
 import functools
 import io
 import math
+import re
 import socket
 import statistics
 import threading
@@ -25,7 +26,9 @@ import faiss
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 import zoo
 from core.errors import DataError, UsageError
@@ -53,6 +56,8 @@ MAX_K = 100                     # a grid of more cut-outs than this is no longer
 MAX_UPLOAD_BYTES = 20 * 2 ** 20
 THUMBNAIL_SIZE = 128            # px, the longer side of a served cut-out
 THUMBNAILS_CACHED = 4096
+API_ROUTES = ("Use GET /, GET /api/neighbours?index=I&k=K, POST /api/neighbours (an image), "
+              "GET /api/galaxies/I.png or GET /api/milky-way.png")
 QUERY_THREADS = 1               # FAISS threads for one query vector: on 2 busy cores, 100k vectors, 2.5 ms against 44
 
 
@@ -65,8 +70,9 @@ class InputError(DataError):
 
 
 def whole_number(text: str | int, name: str, low: int, high: int, what_to_do: str, status: int = 400) -> int:
-    """`text` as an int in low..high, else an InputError saying so."""
-    value = int(text) if str(text).strip().lstrip("-").isdigit() else None
+    """`text` as an int in low..high, else an InputError saying so; only ASCII digits count (`str.isdigit` also
+    accepts '²', which int() refuses)."""
+    value = int(text) if re.fullmatch(r"-?[0-9]+", str(text).strip()) else None
     if value is None or not low <= value <= high:
         raise InputError(f"{name} must be a whole number from {low} to {high}, got '{text}'. {what_to_do}", status)
     return value
@@ -198,6 +204,19 @@ def create_app(search: Search) -> FastAPI:
     @app.exception_handler(InputError)
     async def refuse(request: Request, error: InputError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.exception_handler(HTTPException)
+    async def refuse_route(request: Request, error: HTTPException) -> JSONResponse:
+        """Unknown paths (traversal attempts included) and wrong methods, in the API's {"error"} shape."""
+        what = {404: f"there is no {request.url.path}", 405: f"{request.url.path} does not take {request.method}"}
+        message = what.get(error.status_code, f"{request.url.path} cannot be answered ({error.detail})")
+        return JSONResponse({"error": f"{message}. {API_ROUTES}"}, status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def refuse_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        fields = ", ".join(".".join(map(str, problem["loc"])) for problem in error.errors())
+        return JSONResponse({"error": f"the request's {fields} cannot be read. {API_ROUTES}"}, status_code=422)
 
     @app.get("/", response_class=HTMLResponse)
     async def home() -> str:

@@ -151,9 +151,15 @@ def tiny_png() -> bytes:
     ("post", "/api/neighbours", tiny_png(), 422, "the uploaded image is 8×8 px, smaller than the 16×16 px the model "
                                                  "looks at. Upload a cut-out of at least 16×16 px"),
     ("post", "/api/neighbours?k=-3", tiny_png(), 400, "k must be a whole number from 1 to 40, got '-3'"),
+    ("get", "/api/neighbours?k=²", None, 400, "k must be a whole number from 1 to 40, got '²'"),
+    ("get", "/api/neighbours?index=²", None, 400, "the galaxy index must be a whole number from 0 to 39, got '²'"),
+    ("get", "/api/galaxies/².png", None, 404, "the galaxy index must be a whole number from 0 to 39, got '²'"),
+    ("get", "/api/nothing", None, 404, "there is no /api/nothing. Use GET /"),
+    ("get", "/api/galaxies/..%2F..%2Fetc%2Fpasswd", None, 404, "there is no /api/galaxies/../../etc/passwd. Use GET /"),
+    ("delete", "/api/neighbours", None, 405, "/api/neighbours does not take DELETE. Use GET /"),
 ])
 def test_bad_input_is_a_4xx_with_a_readable_message(method, url, body, status, message, client):
-    response = client.post(url, content=body) if method == "post" else client.get(url)
+    response = client.post(url, content=body) if method == "post" else client.request(method.upper(), url)
     assert response.status_code == status
     assert list(response.json()) == ["error"] and response.json()["error"].startswith(message)
 
