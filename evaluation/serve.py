@@ -17,6 +17,7 @@ import statistics
 import threading
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import cv2
 import faiss
 import numpy as np
 import uvicorn
+from PIL import Image
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -54,6 +56,7 @@ PAGE = Path(__file__).with_name("serve.html")
 DEFAULT_K = 10
 MAX_K = 100                     # a grid of more cut-outs than this is no longer browsable
 MAX_UPLOAD_BYTES = 20 * 2 ** 20
+MAX_UPLOAD_PIXELS = 50_000_000  # a few KB of PNG can hold a 144-megapixel image: 2.5 s of decoding, the server blocked
 THUMBNAIL_SIZE = 128            # px, the longer side of a served cut-out
 THUMBNAILS_CACHED = 4096
 API_ROUTES = ("Use GET /, GET /api/neighbours?index=I&k=K, POST /api/neighbours (an image), "
@@ -85,6 +88,23 @@ def png(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> bytes:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     image = image if image.ndim == 2 or image.shape[-1] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     return cv2.imencode(".png", image)[1].tobytes()
+
+
+def refuse_huge_images(data: bytes):
+    """An InputError (413) when the image header alone says more than MAX_UPLOAD_PIXELS, before any decoding;
+    a header PIL cannot read is left to the decoder to name."""
+    too_many = f"more than the {MAX_UPLOAD_PIXELS // 1_000_000} megapixels accepted. Upload a cut-out of the galaxy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Image.DecompressionBombError:
+            raise InputError(f"the uploaded image is {too_many}", 413) from None
+        except (OSError, ValueError):
+            return
+    if width * height > MAX_UPLOAD_PIXELS:
+        raise InputError(f"the uploaded image is {width}×{height} px, {too_many}", 413)
 
 
 def json_safe(row: dict) -> dict:
@@ -160,6 +180,7 @@ class Search:
         if len(data) > MAX_UPLOAD_BYTES:
             raise InputError(f"the upload is {len(data) / 2 ** 20:.0f} MB, more than the "
                              f"{MAX_UPLOAD_BYTES // 2 ** 20} MB accepted. Upload a cut-out of the galaxy", 413)
+        refuse_huge_images(data)
         try:
             image = decode_image(io.BytesIO(data), self.source.channels)
         except DataError:
