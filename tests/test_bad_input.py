@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 import skops.io
 
+import cli
 import evaluate
 import train
 import zoo
 from core.errors import ModelError
 from core.files import write_atomic
+from datasets.galaxy10.__main__ import main as galaxy10_main
 from datasets.star_fields import write_cil
 from evaluation.embed import default_shard_rows, embed_manifest
 from evaluation.neighbours import GallerySpec
@@ -59,6 +61,18 @@ def test_a_corrupt_hdf5_chunk_names_the_image_and_leaves_no_run(corrupt_galaxy10
                                       str(corrupt_galaxy10), *TINY, "--out", str(run_dir)])
     assert err.startswith(f"error: image 13 of {corrupt_galaxy10} cannot be read (")
     assert not run_dir.exists()
+
+
+def test_a_corrupt_hdf5_chunk_stops_an_export_naming_the_image(corrupt_galaxy10, tmp_path, capfd):
+    out = tmp_path / "export"
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(lambda: galaxy10_main(["--data-dir", str(corrupt_galaxy10), "--export", str(out)]))
+    assert stopped.value.code == 2
+    bar, err, _ = capfd.readouterr().err.rsplit("\n", 2)     # the progress bar's line, then the error line
+    assert bar.startswith("\rexporting Galaxy10.h5:") and "Traceback" not in bar
+    assert err.startswith(f"error: image 13 of {corrupt_galaxy10} cannot be read (")
+    assert err.endswith(". Download the file again; the export resumes where it stopped")
+    assert not (out / "galaxies.csv").exists() and not list(out.rglob("00013.png"))
 
 
 @pytest.mark.parametrize("content", [b"", b"\x89PNG garbage, not an image", b"just some text\n"])

@@ -182,6 +182,7 @@ def export(source: Galaxy10, folder: str | os.PathLike, image_format: str = "png
     from tqdm import tqdm
 
     from core.files import write_atomic, write_png
+    from datasets.pipeline import read_rows
 
     if image_format not in EXPORT_FORMATS:
         raise DataError(f"unknown export format '{image_format}'. Use one of: {', '.join(EXPORT_FORMATS)}")
@@ -194,7 +195,8 @@ def export(source: Galaxy10, folder: str | os.PathLike, image_format: str = "png
             todo = [row for row in range(start, min(start + EXPORT_ROWS, len(source)))
                     if not (folder / paths[row]).exists()]
             if todo:
-                images, _ = source.read(todo[0], todo[-1] + 1)
+                images, _ = read_rows(source, todo[0], todo[-1] + 1, "Download the file again; the export "
+                                      "resumes where it stopped")
                 for row in todo:
                     write_png(folder / paths[row], images[row - todo[0]])
             bar.update(min(EXPORT_ROWS, len(source) - start))
