@@ -206,6 +206,18 @@ def test_resume_keeps_the_first_command_and_records_each_resume(finished_run, mo
     assert config["resumed"][0]["epochs"] == 2 and "started" in config["resumed"][0]
 
 
+def test_a_run_killed_in_its_first_epoch_resumes_from_epoch_0(tmp_path):
+    run_dir = tmp_path / "run"
+    train.main(["--model", "autoencoder", "--limit", "12", *TINY, "--out", str(run_dir)])
+    for leftover in ("checkpoint", "model.keras", "history.csv"):    # what a kill before the first epoch's end lacks
+        shutil.rmtree(run_dir / leftover) if (run_dir / leftover).is_dir() else (run_dir / leftover).unlink()
+    train.main(["--resume", str(run_dir), "--epochs", "2"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["epochs"] == 2 and config["resumed"][0]["epochs"] == 2
+    assert [int(row.split(",")[0]) for row in (run_dir / "history.csv").read_text().splitlines()[1:]] == [0, 1]
+    assert (run_dir / "model.keras").is_file() and any((run_dir / "checkpoint").iterdir())
+
+
 def test_a_resumed_gan_continues_both_optimizers(tmp_path):
     run_dir = tmp_path / "dcgan"
     train.main(["--model", "dcgan", "--limit", "18", *TINY, "--out", str(run_dir)])
