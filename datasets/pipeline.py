@@ -74,9 +74,10 @@ def stitch_tiles(tiles: np.ndarray, height: int, width: int) -> np.ndarray:
     return (canvas / weight).astype(tiles.dtype)
 
 
-def read_rows(source: Source, start: int, stop: int):
+def read_rows(source: Source, start: int, stop: int,
+              what_to_do: str = "Replace the file, or leave the row out with --limit or --classes"):
     """source.read(start, stop), with any failure of the source (an unreadable HDF5 chunk, a file gone) turned
-    into a DataError that names the first row that cannot be read and where it comes from."""
+    into a DataError that names the first row that cannot be read and where it comes from, then `what_to_do`."""
     try:
         return source.read(start, stop)
     except DataError:
@@ -84,8 +85,7 @@ def read_rows(source: Source, start: int, stop: int):
     except Exception as error:      # noqa: BLE001 - any source's failure, reported in one line
         row, cause = first_failure(source, start, stop) or (start, error)
         reason = " ".join(str(cause).split()) or type(cause).__name__
-        raise DataError(f"{source.describe(row)} cannot be read ({reason}). Replace the file, "
-                        "or leave the row out with --limit or --classes") from None
+        raise DataError(f"{source.describe(row)} cannot be read ({reason}). {what_to_do}") from None
 
 
 def first_failure(source: Source, start: int, stop: int) -> tuple[int, Exception] | None:

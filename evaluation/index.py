@@ -261,9 +261,12 @@ class ShardedIndex:
         return {name: taken.column(name).to_numpy() for name in taken.column_names if name != "row"}
 
     def vector(self, row: int) -> np.ndarray:
-        """Gallery row `row`'s own vector, (1, dimensions): from vectors.npy, or from an exact index itself."""
+        """Gallery row `row`'s own vector, (1, dimensions): from vectors.npy, or from an index that keeps whole
+        vectors (flat; ivf-flat, whose row → list map is made on the first such query)."""
         if self.vectors is not None:
             return np.asarray(self.vectors[row:row + 1])
+        if isinstance(self.index, faiss.IndexIVFFlat) and self.index.direct_map.type == faiss.DirectMap.NoMap:
+            self.index.make_direct_map()
         try:
             return self.index.reconstruct(int(row))[None]
         except RuntimeError:

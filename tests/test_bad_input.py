@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 import skops.io
 
+import cli
 import evaluate
 import train
 import zoo
 from core.errors import ModelError
 from core.files import write_atomic
+from datasets.galaxy10.__main__ import main as galaxy10_main
 from datasets.star_fields import write_cil
 from evaluation.embed import default_shard_rows, embed_manifest
 from evaluation.neighbours import GallerySpec
@@ -59,6 +61,18 @@ def test_a_corrupt_hdf5_chunk_names_the_image_and_leaves_no_run(corrupt_galaxy10
                                       str(corrupt_galaxy10), *TINY, "--out", str(run_dir)])
     assert err.startswith(f"error: image 13 of {corrupt_galaxy10} cannot be read (")
     assert not run_dir.exists()
+
+
+def test_a_corrupt_hdf5_chunk_stops_an_export_naming_the_image(corrupt_galaxy10, tmp_path, capfd):
+    out = tmp_path / "export"
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(lambda: galaxy10_main(["--data-dir", str(corrupt_galaxy10), "--export", str(out)]))
+    assert stopped.value.code == 2
+    bar, err, _ = capfd.readouterr().err.rsplit("\n", 2)     # the progress bar's line, then the error line
+    assert bar.startswith("\rexporting Galaxy10.h5:") and "Traceback" not in bar
+    assert err.startswith(f"error: image 13 of {corrupt_galaxy10} cannot be read (")
+    assert err.endswith(". Download the file again; the export resumes where it stopped")
+    assert not (out / "galaxies.csv").exists() and not list(out.rglob("00013.png"))
 
 
 @pytest.mark.parametrize("content", [b"", b"\x89PNG garbage, not an image", b"just some text\n"])
@@ -190,6 +204,18 @@ def test_resume_keeps_the_first_command_and_records_each_resume(finished_run, mo
     assert config["command"] == first["command"] and config["epochs"] == 2
     assert [entry["command"] for entry in config["resumed"]] == [sys.argv]
     assert config["resumed"][0]["epochs"] == 2 and "started" in config["resumed"][0]
+
+
+def test_a_run_killed_in_its_first_epoch_resumes_from_epoch_0(tmp_path):
+    run_dir = tmp_path / "run"
+    train.main(["--model", "autoencoder", "--limit", "12", *TINY, "--out", str(run_dir)])
+    for leftover in ("checkpoint", "model.keras", "history.csv"):    # what a kill before the first epoch's end lacks
+        shutil.rmtree(run_dir / leftover) if (run_dir / leftover).is_dir() else (run_dir / leftover).unlink()
+    train.main(["--resume", str(run_dir), "--epochs", "2"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["epochs"] == 2 and config["resumed"][0]["epochs"] == 2
+    assert [int(row.split(",")[0]) for row in (run_dir / "history.csv").read_text().splitlines()[1:]] == [0, 1]
+    assert (run_dir / "model.keras").is_file() and any((run_dir / "checkpoint").iterdir())
 
 
 def test_a_resumed_gan_continues_both_optimizers(tmp_path):

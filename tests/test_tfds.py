@@ -157,6 +157,12 @@ def test_a_build_without_the_download_leaves_nothing(tmp_path, one_line_error):
     assert err == (f"error: {tmp_path / 'download'} holds none of {DECALS_FILE}. Download it and pass its folder or "
                    "the file with --manual_dir\n")
     assert not (tmp_path / "data").exists()
+    (tmp_path / "download" / DECALS_FILE).write_text("not HDF5")
+    err = one_line_error(tfds_main, ["build", "galaxy10_decals", "--manual_dir", str(tmp_path / "download"),
+                                     "--data_dir", str(tmp_path / "data")])
+    assert err.startswith(f"error: {tmp_path / 'download' / DECALS_FILE} is not an HDF5 file. ")
+    assert err.endswith(" and pass its path with --manual_dir\n")
+    assert not (tmp_path / "data").exists()
     err = one_line_error(tfds_main, ["build", "galaxy10_decals", "--manual_dir", str(tmp_path / "nowhere")])
     assert err.startswith(f"error: --manual_dir {tmp_path / 'nowhere'} is not a folder holding the download. "
                           "Download Galaxy10_DECals.h5")

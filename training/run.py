@@ -256,10 +256,9 @@ def take_lock(lock: Path) -> None:
 
 def check_checkpoint(folder: RunFolder) -> None:
     """Reads every file of the run's checkpoint/ (Keras BackupAndRestore: weights in HDF5, the epoch in JSON), so
-    a damaged checkpoint stops a --resume before anything in the run changes."""
+    a damaged checkpoint stops a --resume before anything in the run changes. A run killed in its first epoch
+    has config.json but no checkpoint yet: it resumes from epoch 0."""
     files = sorted(folder.checkpoint.glob("*")) if folder.checkpoint.is_dir() else []
-    if not files:
-        raise ModelError(f"'{folder.root}' has no checkpoint/ to resume from. Train it again with a new --out")
     try:
         for path in files:
             if path.suffix == ".h5":
