@@ -53,7 +53,7 @@ def add_benchmark(commands) -> None:
     import argparse
 
     from evaluation.benchmark import DEVICES, MODES, PRICES, SCALE_MODES
-    from evaluation.index import KINDS
+    from evaluation.index_kinds import KINDS
 
     parser = subcommand(commands, "benchmark", run_benchmark)
     parser.add_argument("--models", type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
@@ -297,8 +297,7 @@ def run_embed(args) -> None:
 def add_index(commands) -> None:
     import argparse
 
-    from evaluation.index import KINDS
-    from evaluation.neighbours import EXACT_LIMIT
+    from evaluation.index_kinds import EXACT_LIMIT, KINDS
 
     parser = subcommand(commands, "index", run_index)
     parser.add_argument("--embeddings", required=True, metavar="EMB", help="folder written by evaluate.py embed")

@@ -31,10 +31,10 @@ from core.files import save_figure, write_atomic
 from core.runs import RunFolder, load_config
 from datasets.pipeline import data_errors, make_dataset, prepare_image, split_indices, to_numpy
 from datasets.source import ArraySource, Source
+from evaluation.index_kinds import EXACT_LIMIT
 
 EMBEDDINGS = ("latent", "scores", "pixels")
 EMBEDDING_CAPABILITY = {"latent": "encode", "scores": "classify"}
-EXACT_LIMIT = 100_000          # more vectors than this get an approximate (HNSW) index
 HNSW_LINKS = 32                # graph neighbours per vector: recall vs memory
 HNSW_SEARCH_DEPTH = 128        # candidates kept while searching: recall vs speed
 MILKY_WAY = "milky-way"
