@@ -1,5 +1,5 @@
 """Shared test set-up: quiet TensorFlow, Agg plots, one random seed per test, tiny in-memory galaxy sources, one local
-Ray for the session, a runner for CLI errors."""
+Ray for the session, a runner for CLI errors, a tiny trained classifier run."""
 import logging
 import os
 
@@ -93,3 +93,13 @@ def one_line_error(capfd):
         return err
 
     return run
+
+
+def train_tiny_classifier(run_dir, limit: int, seed: int):
+    """A one-epoch 16 px classifier run folder on the first `limit` built-in galaxies, for tests that read runs."""
+    from core.runs import TrainConfig
+    from training import train
+
+    train(TrainConfig(model="classifier", limit=limit, image_size=16, epochs=1, batch_size=16, seed=seed),
+          run_dir=run_dir, verbose=0)
+    return run_dir

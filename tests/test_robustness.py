@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import train_tiny_classifier
 
 import datasets
 import evaluate
 import zoo
 from core.errors import DataError
-from core.runs import TrainConfig
 from datasets.pipeline import split_indices
 from datasets.synthetic_galaxies.observe import HELD_OUT_CONDITIONS
 from evaluation.robustness import (
@@ -20,15 +20,11 @@ from evaluation.robustness import (
     render_validation,
     validation_rows,
 )
-from training import train
 
 
 @pytest.fixture(scope="module")
 def classifier_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "classifier"
-    train(TrainConfig(model="classifier", limit=100, image_size=16, epochs=1, batch_size=16, seed=3),
-          run_dir=run_dir, verbose=0)
-    return run_dir
+    return train_tiny_classifier(tmp_path_factory.mktemp("runs") / "classifier", limit=100, seed=3)
 
 
 def test_leave_one_out_precision_skips_the_query_itself():
