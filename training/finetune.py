@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core.errors import DataError, ModelError
 from core.runs import RunFolder, TrainConfig
-from zoo.finetune import PHASE_TWO_RATE, compile_phase, fine_tuned, pretrained_encoder, source_shape
+from zoo.finetune import PHASE_TWO_RATE, compile_phase, encoder_shape, fine_tuned, pretrained_encoder
 from zoo.registry import checked_option
 
 
@@ -31,7 +31,7 @@ def check_fine_tune(config: TrainConfig) -> None:
     if config.model != "classifier":
         raise ModelError(f"--from fine-tunes a classifier, but --model is '{config.model}'. "
                          "Use --model classifier with --from")
-    size, _ = source_shape(config.from_run)
+    size, _ = encoder_shape(config.from_run)
     if config.image_size is None:
         config.image_size = size
     if config.image_size != size:
@@ -47,7 +47,7 @@ def build(config: TrainConfig, source, options: dict) -> tuple:
     """The fine-tuned classifier and its options (fine_tuned's defaults, the seed, classes and learning rate the run
     sets, then --option pairs); a DataError when the data's channels are not the encoder's. `options`: the
     classifier's, whose learning rate (its default or --learning-rate) is the head's."""
-    _, channels = source_shape(config.from_run)
+    _, channels = encoder_shape(config.from_run)
     if source.channels != channels:
         raise DataError(f"dataset '{source.name}' has {source.channels} channel(s) but the encoder of "
                         f"{config.from_run} was trained on {channels}. Use data with {channels} channel(s)")

@@ -179,19 +179,20 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
                          "and --distribute do not apply to it. Train it again without them")
 
     folder = RunFolder(run_dir)
+    schedule = {"schedule": schedule_record(config, options["learning_rate"])} if config.from_run else {}
     if resume:
         saved = folder.read_config()
         check_checkpoint(folder)
     with claimed(folder, resume):
         if resume:
-            write_json(folder.config, resumed_config(saved, config))
+            write_json(folder.config, {**resumed_config(saved, config), **schedule})
         else:
             write_json(folder.config, {
                 **dataclasses.asdict(config), "model_options": options, "world": zoo.get_entry(config.model).world,
                 "capabilities": list(capabilities), "class_names": list(source.class_names),
                 "n_images": len(source), "command": sys.argv, "versions": versions(),
                 "distribution": distribution.record(),
-                **({"schedule": schedule_record(config, options["learning_rate"])} if config.from_run else {}),
+                **schedule,
             })
         if composite:
             return run_dir, _fit_parts(config, source, model, folder, verbose)

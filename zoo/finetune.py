@@ -64,25 +64,22 @@ class FineTuned(keras.Model):
         return cls(**{**config, "encoder": keras.saving.deserialize_keras_object(config["encoder"])})
 
 
+def encoder_shape(run) -> tuple[int, int]:
+    """Image size and channels the encoder of run `run` (a folder or `preset:NAME`) was trained on, from its
+    config.json; a ModelError when the run's model cannot `encode`."""
+    saved = RunFolder(run).read_config()
+    if "encode" not in get_entry(saved["model"]).capabilities:
+        raise ModelError(f"--from {run} is a '{saved['model']}' run, which cannot encode images. "
+                         "Fine-tune from a run or preset of simclr, vae or autoencoder")
+    return saved["image_size"], saved["model_options"]["channels"]
+
+
 def pretrained_encoder(run) -> keras.Model:
-    """The encoder of run `run` (a folder or `preset:NAME`) as a Keras model image → feature vector, or a
-    ModelError when the run's model cannot `encode` (or keeps no Keras encoder)."""
-    name = RunFolder(run).read_config()["model"]
-    if "encode" not in get_entry(name).capabilities:
-        raise ModelError(f"--from {run} is a '{name}' run, which cannot encode images. "
-                         "Fine-tune from a run or preset of simclr, vae or autoencoder")
-    encoder = getattr(load(run), "encoder", None)
-    if not isinstance(encoder, keras.Model):
-        raise ModelError(f"--from {run} is a '{name}' run without a Keras encoder to fine-tune. "
-                         "Fine-tune from a run or preset of simclr, vae or autoencoder")
+    """The encoder of run `run` as a Keras model image → feature vector (checked by `encoder_shape`)."""
+    encoder_shape(run)
+    encoder = load(run).encoder
     # the VAE's encoder gives (mean, log variance): its features are the mean, as in its `encode`
     return keras.Model(encoder.inputs, encoder.outputs[0], name="encoder")
-
-
-def source_shape(run) -> tuple[int, int]:
-    """Image size and channels the run's encoder was trained on (its config.json)."""
-    saved = RunFolder(run).read_config()
-    return saved["image_size"], saved["model_options"]["channels"]
 
 
 def fine_tuned(encoder: keras.Model, num_classes: int, hidden: int = 128, dropout: float = 0.2,
