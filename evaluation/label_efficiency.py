@@ -64,9 +64,9 @@ def label_efficiency(from_run: str, labels=(5, 10, 25, 100, ALL), repeats: int =
     out = writable(out_dir) if out_dir is not None else None
     if repeats < 1:
         raise DataError(f"--repeats must be at least 1, got {repeats}. Use e.g. --repeats 3")
-    runs = {method: TrainConfig(model="classifier", dataset=dataset, data_dir=data_dir, limit=limit, epochs=budget.epochs,
-                                steps_per_epoch=budget.steps_per_epoch, batch_size=budget.batch_size,
-                                validation_fraction=validation_fraction,
+    runs = {method: TrainConfig(model="classifier", dataset=dataset, data_dir=data_dir, limit=limit,
+                                epochs=budget.epochs, steps_per_epoch=budget.steps_per_epoch,
+                                batch_size=budget.batch_size, validation_fraction=validation_fraction,
                                 **({"from_run": from_run, "freeze_epochs": budget.freeze_epochs}
                                    if method == "fine-tune" else {}))
             for method in ("scratch", "fine-tune")}

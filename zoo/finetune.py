@@ -24,7 +24,7 @@ PHASE_TWO_RATE = 0.1     # the whole network trains at this share of the head's 
 
 @keras.saving.register_keras_serializable(package="astrozoo")
 class FineTuned(keras.Model):
-    """Image → (random view, in training) → pretrained encoder → Dense → Dropout → Dense softmax; `classify`."""
+    """Image → (a random view, in training) → pretrained encoder → Dense → Dropout → Dense softmax."""
 
     def __init__(self, encoder: keras.Model, num_classes: int, hidden: int, dropout: float, random_views: bool,
                  seed: int, **kwargs):
