@@ -17,15 +17,6 @@ from zoo.finetune import pretrained_encoder
 TINY = dict(dataset="synthetic-galaxies", image_size=16, limit=200, batch_size=16)
 
 
-@pytest.fixture(scope="module")
-def encoder_run(tmp_path_factory):
-    """A simclr run of one short epoch on 16 px galaxies."""
-    run = tmp_path_factory.mktemp("simclr") / "run"
-    train(TrainConfig(model="simclr", epochs=1, steps_per_epoch=2, options={"feature_dim": 32}, **TINY), run,
-          verbose=0)
-    return run
-
-
 def fine_tune(from_run, run_dir, **flags):
     config = TrainConfig(model="classifier", from_run=str(from_run), steps_per_epoch=2, labels_per_class=5,
                          **{**TINY, **flags})
@@ -42,10 +33,10 @@ def same(first: list, second: list) -> bool:
     return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
 
 
-def test_encoder_is_frozen_then_trained_and_a_run_stopped_in_phase_two_resumes_there(encoder_run, tmp_path):
-    pretrained = pretrained_encoder(encoder_run).get_weights()
+def test_encoder_is_frozen_then_trained_and_a_run_stopped_in_phase_two_resumes_there(simclr_run, tmp_path):
+    pretrained = pretrained_encoder(simclr_run).get_weights()
     run = tmp_path / "tuned"
-    fine_tune(encoder_run, run, epochs=1, freeze_epochs=1)
+    fine_tune(simclr_run, run, epochs=1, freeze_epochs=1)
     frozen = zoo.load(run)
     assert same(frozen.encoder.get_weights(), pretrained)          # kernels and BatchNorm statistics alike
 
@@ -58,7 +49,7 @@ def test_encoder_is_frozen_then_trained_and_a_run_stopped_in_phase_two_resumes_t
     saved = json.loads((run / "config.json").read_text())
     assert saved["schedule"] == [{"epochs": [0, 1], "encoder": "frozen", "learning_rate": 1e-3},
                                  {"epochs": [1, 3], "encoder": "trained", "learning_rate": pytest.approx(1e-4)}]
-    assert (saved["from_run"], saved["freeze_epochs"], saved["labels_per_class"]) == (str(encoder_run), 1, 5)
+    assert (saved["from_run"], saved["freeze_epochs"], saved["labels_per_class"]) == (str(simclr_run), 1, 5)
     assert [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
 
 
@@ -78,9 +69,9 @@ def test_a_classifier_from_scratch_trains_on_k_labels_per_class(tmp_path):
     assert saved["model_options"]["steps_per_epoch"] == 1          # one pass over 15 images in batches of 16
 
 
-def test_the_run_loads_without_its_source_and_classifies(encoder_run, tmp_path):
+def test_the_run_loads_without_its_source_and_classifies(simclr_run, tmp_path):
     source_copy = tmp_path / "source"
-    shutil.copytree(encoder_run, source_copy)
+    shutil.copytree(simclr_run, source_copy)
     fine_tune(source_copy, tmp_path / "tuned", epochs=2, freeze_epochs=1)
     shutil.rmtree(source_copy)
     model = zoo.load(tmp_path / "tuned")
@@ -119,25 +110,25 @@ def edited_copy(run, folder, **changes):
      "--labels-per-class 1000 is more than the {smallest} training images of class '{name}'. "
      "Use --labels-per-class {smallest} or fewer"),
 ])
-def test_bad_fine_tuning_flags_are_one_line(encoder_run, tmp_path, one_line_error, flags, message):
+def test_bad_fine_tuning_flags_are_one_line(simclr_run, tmp_path, one_line_error, flags, message):
     out = tmp_path / "out"
-    err = one_line_error(train_cli.main, [*flags, "--from", str(encoder_run), "--limit", "200", "--out", str(out)])
+    err = one_line_error(train_cli.main, [*flags, "--from", str(simclr_run), "--limit", "200", "--out", str(out)])
     source = datasets.load("synthetic-galaxies", image_size=16, limit=200)
     counts = np.bincount(source.labels()[split_indices(200, "train", 0.1, seed=0)])
     smallest, name = counts.min(), source.class_names[counts.argmin()]
-    assert message.format(run=encoder_run, smallest=smallest, name=name) in err
+    assert message.format(run=simclr_run, smallest=smallest, name=name) in err
     assert not out.exists()
 
 
-def test_a_run_that_cannot_encode_is_refused(encoder_run, tmp_path, one_line_error):
-    classifier = edited_copy(encoder_run, tmp_path / "classifier", top={"model": "classifier"})
+def test_a_run_that_cannot_encode_is_refused(simclr_run, tmp_path, one_line_error):
+    classifier = edited_copy(simclr_run, tmp_path / "classifier", top={"model": "classifier"})
     err = one_line_error(train_cli.main, ["--model", "classifier", "--from", str(classifier), "--limit", "20"])
     assert err == (f"error: --from {classifier} is a 'classifier' run, which cannot encode images. "
                    "Fine-tune from a run or preset of simclr, vae or autoencoder\n")
 
 
-def test_data_of_other_channels_than_the_encoder_is_refused(encoder_run, tmp_path, one_line_error):
-    grey = edited_copy(encoder_run, tmp_path / "grey", channels=1)
+def test_data_of_other_channels_than_the_encoder_is_refused(simclr_run, tmp_path, one_line_error):
+    grey = edited_copy(simclr_run, tmp_path / "grey", channels=1)
     err = one_line_error(train_cli.main, ["--model", "classifier", "--from", str(grey), "--limit", "20"])
     assert err == (f"error: dataset 'synthetic-galaxies' has 3 channel(s) but the encoder of {grey} was trained on "
                    "1. Use data with 1 channel(s)\n")

@@ -17,21 +17,13 @@ from zoo.finetune import pretrained_encoder
 TINY = dict(dataset="synthetic-galaxies", image_size=16, limit=200, batch_size=32)
 
 
-@pytest.fixture(scope="module")
-def encoder_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("simclr") / "run"
-    train(TrainConfig(model="simclr", epochs=1, steps_per_epoch=2, options={"feature_dim": 32}, **TINY), run,
-          verbose=0)
-    return run
-
-
 def test_parse_labels():
     assert parse_labels("5, 10,all") == (5, 10, "all")
 
 
-def test_the_curve_is_written_and_matches_direct_calls(encoder_run, tmp_path, capsys):
+def test_the_curve_is_written_and_matches_direct_calls(simclr_run, tmp_path, capsys):
     out = tmp_path / "curve"
-    evaluate.main(["label-efficiency", "--from", str(encoder_run), "--labels", "3,all", "--repeats", "2", "--limit",
+    evaluate.main(["label-efficiency", "--from", str(simclr_run), "--labels", "3,all", "--repeats", "2", "--limit",
                    "200", "--epochs", "2", "--steps-per-epoch", "2", "--freeze-epochs", "1", "--out", str(out)])
     results = json.loads((out / "label-efficiency.json").read_text())
     assert (out / "label-efficiency.png").read_bytes()[:4] == b"\x89PNG"
@@ -49,10 +41,10 @@ def test_the_curve_is_written_and_matches_direct_calls(encoder_run, tmp_path, ca
     source = datasets.load("synthetic-galaxies", image_size=16, limit=200)
     rows, held_out = few_labels(source, 3, 0.1, seed=1), split_indices(200, "validation", 0.1, seed=1)
     images, labels = source.read(0, 200)
-    features = pretrained_encoder(encoder_run).predict(np.asarray(images, np.float32) / 255, verbose=0)
+    features = pretrained_encoder(simclr_run).predict(np.asarray(images, np.float32) / 255, verbose=0)
     probe = linear_probe_accuracy(features[rows], labels[rows], features[held_out], labels[held_out])
     assert results["accuracy"]["probe"]["3"]["values"][1] == pytest.approx(probe)
-    tuned = train(TrainConfig(model="classifier", from_run=str(encoder_run), freeze_epochs=1, epochs=2,
+    tuned = train(TrainConfig(model="classifier", from_run=str(simclr_run), freeze_epochs=1, epochs=2,
                               steps_per_epoch=2, labels_per_class=3, seed=1, **TINY), tmp_path / "tuned", verbose=0)[1]
     assert results["accuracy"]["fine-tune"]["3"]["values"][1] == pytest.approx(tuned["val_accuracy"], abs=0.051)
 
@@ -63,8 +55,8 @@ def test_the_curve_is_written_and_matches_direct_calls(encoder_run, tmp_path, ca
     (["--labels", "500"], "error: --labels-per-class 500 is more than the"),
     (["--freeze-epochs", "-2"], "error: --freeze-epochs must be 0 or more, got -2"),
 ])
-def test_bad_flags_are_one_line(encoder_run, tmp_path, one_line_error, flags, message):
-    err = one_line_error(evaluate.main, ["label-efficiency", "--from", str(encoder_run), "--limit", "200",
+def test_bad_flags_are_one_line(simclr_run, tmp_path, one_line_error, flags, message):
+    err = one_line_error(evaluate.main, ["label-efficiency", "--from", str(simclr_run), "--limit", "200",
                                          "--out", str(tmp_path / "out"), *flags])
     assert err.startswith(message)
     assert not (tmp_path / "out").exists()
