@@ -139,3 +139,9 @@ def test_labels_per_class_needs_labels(tmp_path, one_line_error):
                                           "--image-size", "16", "--out", str(tmp_path / "out")])
     assert "--labels-per-class needs class labels, but dataset 'hubble' is unlabeled" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_freeze_epochs_needs_from(tmp_path, one_line_error):
+    err = one_line_error(train_cli.main, ["--model", "classifier", "--freeze-epochs", "2", "--out", str(tmp_path / "o")])
+    assert err == ("error: --freeze-epochs 2 applies only when fine-tuning. Add --from RUN_OR_PRESET or drop "
+                   "--freeze-epochs\n")
