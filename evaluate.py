@@ -350,6 +350,42 @@ def run_retrieval(args) -> None:
           f"wrote {out}/retrieval.json, {out}/retrieval.png")
 
 
+def add_label_efficiency(commands) -> None:
+    parser = subcommand(commands, "label-efficiency", run_label_efficiency)
+    parser.add_argument("--from", dest="from_run", required=True, metavar="RUN_OR_PRESET",
+                        help="a simclr, vae or autoencoder run folder, or preset:NAME, whose encoder is measured")
+    parser.add_argument("--labels", default="5,10,25,100,all",
+                        help="labeled images per class, comma-separated, 'all' for the whole training split "
+                             "(5,10,25,100,all)")
+    parser.add_argument("--repeats", type=cli.positive_int, default=3,
+                        help="draws of the labeled images (seeds 0, 1, ...) per number of labels (3)")
+    parser.add_argument("--dataset", default="synthetic-galaxies", help="a labeled dataset (synthetic-galaxies)")
+    parser.add_argument("--data-dir", help="file or folder the dataset reads")
+    parser.add_argument("--limit", type=cli.positive_int, help="use only the first N images")
+    parser.add_argument("--epochs", type=cli.positive_int, default=6, help="epochs of every network (6)")
+    parser.add_argument("--steps-per-epoch", type=cli.positive_int, default=25,
+                        help="batches per epoch, the same for every number of labels (25)")
+    parser.add_argument("--freeze-epochs", type=int, default=2, help="fine-tune: epochs with the encoder frozen (2)")
+    parser.add_argument("--out", required=True, help="folder for label-efficiency.json and label-efficiency.png")
+
+
+def run_label_efficiency(args) -> None:
+    """Validation accuracy against labels per class: from scratch, linear probe, fine-tuned.
+
+    For each number of labeled images per class and each repeat, train the zoo's classifier from scratch, fit a
+    logistic regression on the frozen encoder's features and fine-tune the encoder with a classifier head, all on
+    the same images and with the same number of optimizer steps; write label-efficiency.json and
+    label-efficiency.png and print the table."""
+    from evaluation.label_efficiency import Budget, format_results, label_efficiency, parse_labels
+
+    budget = Budget(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, freeze_epochs=args.freeze_epochs)
+    results = label_efficiency(args.from_run, parse_labels(args.labels), args.repeats, args.out, args.dataset,
+                               args.data_dir, args.limit, budget)
+    print(format_results(results))
+    print(f"{results['n_validation']} validation images, {results['seconds']:.0f} s; "
+          f"wrote {args.out}/label-efficiency.json, {args.out}/label-efficiency.png")
+
+
 def add_robustness(commands) -> None:
     parser = subcommand(commands, "robustness", run_robustness)
     parser.add_argument("--run", required=True, help="run folder of a classifier or an encoder")
@@ -490,7 +526,7 @@ def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="evaluate.py", description="Evaluate astrozoo models and write results.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=cli.Parser)
     for add_command in (add_benchmark, add_neighbours, add_serve, add_embed, add_index, add_retrieval,
-                        add_robustness, add_reconstruct, add_generate, add_score, add_paper):
+                        add_label_efficiency, add_robustness, add_reconstruct, add_generate, add_score, add_paper):
         add_command(commands)
     return parser
 

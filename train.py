@@ -53,6 +53,14 @@ def build_parser() -> cli.Parser:
                         help="turn off random flips and 90° rotations")
     parser.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                         help="a model option, e.g. --option preset=wide --option latent_dim=32")
+    tune = parser.add_argument_group("fine-tuning a pretrained encoder (training/finetune.py)")
+    tune.add_argument("--from", dest="from_run", metavar="RUN_OR_PRESET",
+                      help="with --model classifier: a classifier head on the encoder of this simclr, vae or "
+                           "autoencoder run (or preset:NAME), the encoder frozen first, then trained at 1/10 "
+                           "of the learning rate")
+    tune.add_argument("--freeze-epochs", type=int, help="with --from: epochs with the encoder frozen (half)")
+    tune.add_argument("--labels-per-class", type=cli.positive_int, metavar="K",
+                      help="train on K labeled images per class, drawn (by --seed) from the training split")
     parser.add_argument("--start-size", type=cli.positive_int, help="stylegan: the resolution growing starts at (4)")
     parser.add_argument("--images-per-stage", type=cli.positive_int,
                         help="stylegan: real images per resolution, the first half fading the new one in (8000)")
@@ -129,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
                              epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                              learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
                              augment=args.augment, seed=args.seed, options=model_flags(args),
-                             distribute=args.distribute, devices=args.devices)
+                             distribute=args.distribute, devices=args.devices, from_run=args.from_run,
+                             freeze_epochs=args.freeze_epochs, labels_per_class=args.labels_per_class)
         run_dir, final = train(config, run_dir=args.out, distribution=joined(config, args))
     metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.startswith("val_"))
     print(f"done: {run_dir}  {metrics}")

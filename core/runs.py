@@ -73,6 +73,9 @@ class TrainConfig:
     options: dict = field(default_factory=dict)
     distribute: str = "none"           # none, mirrored (TensorFlow) or data-parallel (JAX): training/distribute.py
     devices: int | None = None         # replicas; None: every local GPU (mirrored) or device (data-parallel)
+    from_run: str | None = None        # classifier only: fine-tune the encoder of this run or preset (zoo/finetune.py)
+    freeze_epochs: int | None = None   # with from_run: epochs with the encoder frozen; None: half of the epochs
+    labels_per_class: int | None = None  # train on this many labeled images per class of the training split (seeded)
 
 
 class RunFolder:

@@ -33,6 +33,25 @@ def split_indices(n: int, split: str | None, validation_fraction: float = 0.1, s
     return np.flatnonzero(is_validation if split == "validation" else ~is_validation)
 
 
+def few_labels(source: Source, per_class: int, validation_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Sorted rows of `per_class` images of every class, drawn (seeded) from the training split only, so the
+    validation split stays the same as with every label; a DataError when the source is unlabeled or a class has
+    fewer training images."""
+    if not source.labeled:
+        raise DataError(f"--labels-per-class needs class labels, but dataset '{source.name}' is unlabeled. "
+                        "Use a labeled dataset (synthetic-galaxies, galaxy10, a folder with class sub-folders)")
+    train = split_indices(len(source), "train", validation_fraction, seed)
+    labels = np.asarray(source.labels())[train]
+    counts = np.bincount(labels[labels >= 0], minlength=len(source.class_names))
+    if per_class > counts.min():
+        smallest = int(np.argmin(counts))
+        raise DataError(f"--labels-per-class {per_class} is more than the {counts.min()} training images of class "
+                        f"'{source.class_names[smallest]}'. Use --labels-per-class {counts.min()} or fewer")
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.choice(train[labels == c], per_class, replace=False)
+                                   for c in range(len(source.class_names))]))
+
+
 def tile_offsets(length: int, tile: int) -> np.ndarray:
     """Start offsets of the fewest `tile`-sized windows covering `length`, spread evenly (overlap, no padding).
 

@@ -70,6 +70,18 @@ def striped_folder(tmp_path, striped_source):
 
 
 @pytest.fixture(scope="session")
+def simclr_run(tmp_path_factory):
+    """A simclr run of one short epoch on 200 built-in 16 px galaxies: an encoder to fine-tune (feature_dim 32)."""
+    from core.runs import TrainConfig
+    from training import train
+
+    run = tmp_path_factory.mktemp("simclr") / "run"
+    train(TrainConfig(model="simclr", dataset="synthetic-galaxies", image_size=16, limit=200, batch_size=16, epochs=1,
+                      steps_per_epoch=2, options={"feature_dim": 32}), run, verbose=0)
+    return run
+
+
+@pytest.fixture(scope="session")
 def local_ray():
     """One local Ray of 2 CPUs for the whole session (starting one takes seconds); the code under test joins it."""
     import ray
