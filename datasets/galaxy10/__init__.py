@@ -45,7 +45,7 @@ def resolve_path(data_dir: str | os.PathLike) -> Path:
     """The .h5 file `data_dir` names, or the single Galaxy10 file inside the folder `data_dir`."""
     path = Path(data_dir).expanduser()
     if not path.exists():
-        raise DataError(f"Galaxy10 file {path} does not exist. {DOWNLOAD_HINT} and pass its path with {self.path_flag}")
+        raise DataError(f"Galaxy10 file {path} does not exist. {DOWNLOAD_HINT} and pass its path with --data-dir")
     if not path.is_dir():
         return path
     found = [path / name for name in (DECALS_FILE, SDSS_FILE) if (path / name).is_file()]
