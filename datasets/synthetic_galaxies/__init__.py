@@ -40,12 +40,11 @@ from datasets.synthetic_galaxies.morphology import (
     calibrate,
     draw_disc,
     galaxy_frame,
-    log_uniform,
     pixel_grid,
     random_colour,
     render_size,
 )
-from datasets.synthetic_galaxies.observe import Conditions, draw_conditions, held_out, observe
+from datasets.synthetic_galaxies.observe import Conditions, draw_conditions, held_out, log_uniform, observe
 
 CLASS_NAMES = ("Round Smooth", "Edge-on", "Barred Spiral", "Unbarred Spiral", "Merging")
 DEFAULT_N = 5000

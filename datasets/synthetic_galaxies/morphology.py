@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from scipy import special
 
-from datasets.synthetic_galaxies.observe import Conditions
+from datasets.synthetic_galaxies.observe import Conditions, log_uniform
 
 REFERENCE_SIZE = 64          # all lengths are in pixels of a 64x64 frame
 MIN_RENDER_SIZE = 48         # smaller outputs are rendered at a multiple of their size, then averaged down
@@ -71,10 +71,6 @@ def pixel_grid(render_size: int) -> tuple[np.ndarray, np.ndarray]:
 def render_size(size: int) -> int:
     """The working resolution: `size`, or the smallest multiple of it of at least MIN_RENDER_SIZE."""
     return size * math.ceil(MIN_RENDER_SIZE / size)
-
-
-def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
 def galaxy_frame(x: np.ndarray, y: np.ndarray, centre: Sequence[float], angle: float,

@@ -52,27 +52,28 @@ class Conditions:
     jpeg_quality: int = 0            # 0 no JPEG, else the quality it was saved at
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    """A draw whose logarithm is uniform between log(low) and log(high): scales that span decades."""
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
 def draw_conditions(rng: np.random.Generator) -> Conditions:
     """Observing and display conditions drawn over the ranges of real survey cut-outs and astrophotographs."""
     stretch = STRETCHES[rng.choice(len(STRETCHES), p=(0.4, 0.25, 0.2, 0.15))]
-    softening = {"asinh": _log_uniform(rng, 0.005, 0.2), "log": _log_uniform(rng, 0.001, 0.1)}.get(stretch, 0.0)
+    softening = {"asinh": log_uniform(rng, 0.005, 0.2), "log": log_uniform(rng, 0.001, 0.1)}.get(stretch, 0.0)
     white = {"linear": (0.04, 0.5), "sqrt": (0.1, 0.9)}.get(stretch, (0.25, 1.5))   # steeper curves saturate
     return Conditions(
-        half_light=_log_uniform(rng, 4.5, 20.0),
-        depth=_log_uniform(rng, 0.6, 25.0),
-        psf_sigma=_log_uniform(rng, 0.4, 2.0),
+        half_light=log_uniform(rng, 4.5, 20.0),
+        depth=log_uniform(rng, 0.6, 25.0),
+        psf_sigma=log_uniform(rng, 0.4, 2.0),
         psf_wings=rng.uniform(0.03, 0.25),
         sky=rng.uniform(-0.5, 3.0),
         gradient=rng.uniform(0, 3.0) if rng.random() < 0.3 else 0.0,
-        gain=_log_uniform(rng, 1.0, 20.0),
+        gain=log_uniform(rng, 1.0, 20.0),
         stretch=stretch,
         softening=softening,
         black=rng.uniform(-1.5, 3.0),
-        white=_log_uniform(rng, *white),
+        white=log_uniform(rng, *white),
         per_channel=bool(rng.random() < 0.25),
         colour_gains=tuple(float(g) for g in np.exp(rng.normal(0, 0.1, 3))),
         saturation=0.0 if rng.random() < 0.08 else rng.uniform(0.4, 1.5),
