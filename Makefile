@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: venv demo test bench search paper clean
+.PHONY: venv demo test bench search paper presets clean
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,3 +68,17 @@ paper: $(RUNTIME)
 
 clean:
 	rm -rf $(VENV) runs reports .pytest_cache
+
+# The presets that ship in presets/ (config.json, model.keras, history.csv and robustness/ of each), trained on
+# the built-in galaxies: `--run preset:galaxy-encoder` / `preset:galaxy-classifier` work right after install.
+PRESET_FILES := config.json model.keras history.csv
+
+presets: $(RUNTIME)
+	rm -rf runs/preset-train-galaxy-encoder runs/preset-train-galaxy-classifier
+	$(PY) train.py --model simclr --epochs 40 --out runs/preset-train-galaxy-encoder
+	$(PY) train.py --model classifier --epochs 20 --option preset=wide --out runs/preset-train-galaxy-classifier
+	for name in galaxy-encoder galaxy-classifier; do \
+		rm -rf presets/$$name && mkdir -p presets/$$name && \
+		cp $(PRESET_FILES:%=runs/preset-train-$$name/%) presets/$$name/ && \
+		$(PY) evaluate.py robustness --run preset:$$name --out presets/$$name/robustness || exit 1; \
+	done

@@ -53,7 +53,7 @@ def add_benchmark(commands) -> None:
     import argparse
 
     from evaluation.benchmark import DEVICES, MODES, PRICES, SCALE_MODES
-    from evaluation.index import KINDS
+    from evaluation.index_kinds import KINDS
 
     parser = subcommand(commands, "benchmark", run_benchmark)
     parser.add_argument("--models", type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
@@ -165,9 +165,12 @@ def run_scaling(args) -> None:
     print("wrote " + " ".join(str(path) for path in written))
 
 
+PRESET_HELP = "preset:NAME, a shipped run (train.py --list) whose default outputs go to runs/preset-NAME/"
+
+
 def add_gallery_flags(parser) -> None:
     """Which images to search: the run's own dataset and preparation unless these say otherwise."""
-    parser.add_argument("--run", help="run folder written by train.py (omit for --embedding pixels)")
+    parser.add_argument("--run", help=f"run folder written by train.py, or {PRESET_HELP}; omit for --embedding pixels")
     parser.add_argument("--dataset", help="gallery dataset (default: the run's, else synthetic-galaxies)")
     parser.add_argument("--data-dir", help="file or folder the dataset reads (galaxy10: the .h5 file)")
     parser.add_argument("--classes", help="keep these classes, comma-separated names or indices")
@@ -185,12 +188,14 @@ def gallery_overrides(args) -> dict:
 
 
 def default_out(args, command: str) -> str:
-    """--out, else RUN/COMMAND (COMMAND-pixels without a run), checked to be writable before any work."""
+    """--out, else RUN/COMMAND (runs/preset-NAME/COMMAND for a shipped preset, COMMAND-pixels without a run),
+    checked to be writable before any work."""
     from pathlib import Path
 
     from core.files import writable
+    from core.runs import RunFolder
 
-    return str(writable(args.out or (Path(args.run) / command if args.run else Path(f"{command}-pixels"))))
+    return str(writable(args.out or (RunFolder(args.run).results(command) if args.run else Path(f"{command}-pixels"))))
 
 
 def add_neighbours(commands) -> None:
@@ -292,8 +297,7 @@ def run_embed(args) -> None:
 def add_index(commands) -> None:
     import argparse
 
-    from evaluation.index import KINDS
-    from evaluation.neighbours import EXACT_LIMIT
+    from evaluation.index_kinds import EXACT_LIMIT, KINDS
 
     parser = subcommand(commands, "index", run_index)
     parser.add_argument("--embeddings", required=True, metavar="EMB", help="folder written by evaluate.py embed")
@@ -346,10 +350,71 @@ def run_retrieval(args) -> None:
           f"wrote {out}/retrieval.json, {out}/retrieval.png")
 
 
+def add_label_efficiency(commands) -> None:
+    parser = subcommand(commands, "label-efficiency", run_label_efficiency)
+    parser.add_argument("--from", dest="from_run", required=True, metavar="RUN_OR_PRESET",
+                        help="a simclr, vae or autoencoder run folder, or preset:NAME, whose encoder is measured")
+    parser.add_argument("--labels", default="5,10,25,100,all",
+                        help="labeled images per class, comma-separated, 'all' for the whole training split "
+                             "(5,10,25,100,all)")
+    parser.add_argument("--repeats", type=cli.positive_int, default=3,
+                        help="draws of the labeled images (seeds 0, 1, ...) per number of labels (3)")
+    parser.add_argument("--dataset", default="synthetic-galaxies", help="a labeled dataset (synthetic-galaxies)")
+    parser.add_argument("--data-dir", help="file or folder the dataset reads")
+    parser.add_argument("--limit", type=cli.positive_int, help="use only the first N images")
+    parser.add_argument("--epochs", type=cli.positive_int, default=6, help="epochs of every network (6)")
+    parser.add_argument("--steps-per-epoch", type=cli.positive_int, default=25,
+                        help="batches per epoch, the same for every number of labels (25)")
+    parser.add_argument("--freeze-epochs", type=int, default=2, help="fine-tune: epochs with the encoder frozen (2)")
+    parser.add_argument("--out", required=True, help="folder for label-efficiency.json and label-efficiency.png")
+
+
+def run_label_efficiency(args) -> None:
+    """Validation accuracy against labels per class: from scratch, linear probe, fine-tuned.
+
+    For each number of labeled images per class and each repeat, train the zoo's classifier from scratch, fit a
+    logistic regression on the frozen encoder's features and fine-tune the encoder with a classifier head, all on
+    the same images and with the same number of optimizer steps; write label-efficiency.json and
+    label-efficiency.png and print the table."""
+    from evaluation.label_efficiency import Budget, format_results, label_efficiency, parse_labels
+
+    budget = Budget(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, freeze_epochs=args.freeze_epochs)
+    results = label_efficiency(args.from_run, parse_labels(args.labels), args.repeats, args.out, args.dataset,
+                               args.data_dir, args.limit, budget)
+    print(format_results(results))
+    print(f"{results['n_validation']} validation images, {results['seconds']:.0f} s; "
+          f"wrote {args.out}/label-efficiency.json, {args.out}/label-efficiency.png")
+
+
+def add_robustness(commands) -> None:
+    parser = subcommand(commands, "robustness", run_robustness)
+    parser.add_argument("--run", required=True, help="run folder of a classifier or an encoder")
+    parser.add_argument("--n", type=cli.positive_int, default=500, help="validation galaxies per condition (500)")
+    parser.add_argument("--k", type=cli.positive_int, default=10, help="neighbours for precision@k (10)")
+    parser.add_argument("--out", help="folder for robustness.json/.png (default RUN/robustness)")
+
+
+def run_robustness(args) -> None:
+    """Accuracy and precision@k under observing conditions held out of training, and the Hubble domain gap.
+
+    Render the run's validation galaxies again under each held-out condition (two other stretches, worse seeing,
+    more noise, a crowded star field, a larger galaxy, a colour cast, heavy JPEG); measure the classifier's accuracy and
+    the embedding's leave-one-out precision@k beside the clean set, and how far the Hubble Deep Field stamps sit
+    from the synthetic galaxies in the embedding; write robustness.json and robustness.png."""
+    from evaluation.robustness import format_results, measure_robustness
+
+    out = default_out(args, "robustness")
+    results = measure_robustness(args.run, args.n, args.k, out)
+    print(format_results(results))
+    print(f"{results['n']} validation galaxies per condition; wrote {out}/robustness.json, {out}/robustness.png")
+
+
 def add_reconstruct(commands) -> None:
     parser = subcommand(commands, "reconstruct", run_reconstruct)
-    parser.add_argument("--run", required=True, help="run folder of a model that reconstructs (autoencoder, vae)")
-    parser.add_argument("--judge", metavar="RUN", help="a trained classifier run that names the class of each image")
+    parser.add_argument("--run", required=True,
+                        help=f"run folder of a model that reconstructs (autoencoder, vae), or {PRESET_HELP}")
+    parser.add_argument("--judge", metavar="RUN",
+                        help="a trained classifier run (e.g. preset:galaxy-classifier) that names each image's class")
     parser.add_argument("--seed", type=int, default=0, help="with --judge: sampling seed of the judged generated "
                                                             "images, for models that generate (0)")
     parser.add_argument("--out", help="folder for reconstruct.json/.png (default RUN/reconstruct)")
@@ -371,7 +436,7 @@ def run_reconstruct(args) -> None:
 
 def add_generate(commands) -> None:
     parser = subcommand(commands, "generate", run_generate)
-    parser.add_argument("--run", required=True, help="run folder written by train.py")
+    parser.add_argument("--run", required=True, help=f"run folder written by train.py, or {PRESET_HELP}")
     parser.add_argument("--n", type=cli.positive_int, default=16, help="images to write (16)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images (0)")
     parser.add_argument("--near", metavar="QUERY", help="'milky-way' or a PNG/JPEG file: models that encode and decode")
@@ -461,7 +526,7 @@ def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="evaluate.py", description="Evaluate astrozoo models and write results.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=cli.Parser)
     for add_command in (add_benchmark, add_neighbours, add_serve, add_embed, add_index, add_retrieval,
-                        add_reconstruct, add_generate, add_score, add_paper):
+                        add_label_efficiency, add_robustness, add_reconstruct, add_generate, add_score, add_paper):
         add_command(commands)
     return parser
 

@@ -30,7 +30,8 @@ def model_flags(args) -> dict:
 
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="train.py", description="Train an astrozoo model and write a run folder.")
-    parser.add_argument("--list", action="store_true", help="list models (capabilities, parameters) and datasets")
+    parser.add_argument("--list", action="store_true",
+                        help="list models (capabilities, parameters), datasets and the shipped presets")
     parser.add_argument("--model", help="registered model name (see --list)")
     parser.add_argument("--dataset", default="synthetic-galaxies", help="dataset source (see --list)")
     parser.add_argument("--data-dir", help="file or folder the dataset reads (galaxy10: the .h5 file)")
@@ -52,12 +53,21 @@ def build_parser() -> cli.Parser:
                         help="turn off random flips and 90° rotations")
     parser.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                         help="a model option, e.g. --option preset=wide --option latent_dim=32")
+    tune = parser.add_argument_group("fine-tuning a pretrained encoder (training/finetune.py)")
+    tune.add_argument("--from", dest="from_run", metavar="RUN_OR_PRESET",
+                      help="with --model classifier: a classifier head on the encoder of this simclr, vae or "
+                           "autoencoder run (or preset:NAME), the encoder frozen first, then trained at 1/10 "
+                           "of the learning rate")
+    tune.add_argument("--freeze-epochs", type=int, help="with --from: epochs with the encoder frozen (half)")
+    tune.add_argument("--labels-per-class", type=cli.positive_int, metavar="K",
+                      help="train on K labeled images per class, drawn (by --seed) from the training split")
     parser.add_argument("--start-size", type=cli.positive_int, help="stylegan: the resolution growing starts at (4)")
     parser.add_argument("--images-per-stage", type=cli.positive_int,
                         help="stylegan: real images per resolution, the first half fading the new one in (8000)")
     parser.add_argument("--seed", type=int, default=0, help="drives data, shuffling, initialisation and sampling")
     parser.add_argument("--out", help="run folder (default runs/<model>-<timestamp>)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last finished epoch")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue a run from its last finished epoch (not a preset: they are read-only)")
     spread = parser.add_argument_group("training on several devices and processes (training/distribute.py)")
     spread.add_argument("--distribute", default="none", choices=STRATEGIES,
                         help="mirrored: tf.distribute.MirroredStrategy over the local GPUs (TensorFlow); "
@@ -74,6 +84,7 @@ def build_parser() -> cli.Parser:
 def print_catalogue() -> None:
     import datasets
     import zoo
+    from core.runs import PRESET, list_presets, load_config, presets_dir
 
     print(f"{'model':<14}{'world':<13}{'parameters':>12}  capabilities")
     for name in zoo.list_models():
@@ -84,6 +95,13 @@ def print_catalogue() -> None:
     print(f"\n{'dataset':<20}description")
     for name, description in datasets.list_datasets().items():
         print(f"{name:<20}{description}")
+    print(f"\n{'preset (--run preset:NAME)':<28}{'model':<14}{'dataset':<20}capabilities")
+    if not list_presets():
+        print(f"none shipped in {presets_dir()}")
+    for name in list_presets():
+        config = load_config(PRESET + name)
+        uses = ", ".join(zoo.get_entry(config.model).capabilities)
+        print(f"{name:<28}{config.model:<14}{config.dataset:<20}{uses}")
 
 
 PER_PROCESS = ("coordinator", "num_processes", "process_id")     # how this process joins, not a run setting
@@ -119,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
                              epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                              learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
                              augment=args.augment, seed=args.seed, options=model_flags(args),
-                             distribute=args.distribute, devices=args.devices)
+                             distribute=args.distribute, devices=args.devices, from_run=args.from_run,
+                             freeze_epochs=args.freeze_epochs, labels_per_class=args.labels_per_class)
         run_dir, final = train(config, run_dir=args.out, distribution=joined(config, args))
     metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.startswith("val_"))
     print(f"done: {run_dir}  {metrics}")

@@ -3,11 +3,16 @@
 A run folder (DESIGN.md) holds config.json (every option and default, the package versions), the trained
 model (model.keras, or model/ for a model of parts), history.csv, logs/ (TensorBoard), samples/ and checkpoint/
 (for --resume).
+
+A run argument is a folder path or `preset:NAME`, a run folder shipped under presets/NAME at the repository root
+(read-only: commands write their default outputs to runs/preset-NAME/ instead). ASTROZOO_PRESETS_DIR, when set,
+replaces presets/ (tests point it at a folder of their own).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +22,33 @@ from core.errors import ModelError
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 32
 STRATEGIES = ("none", "mirrored", "data-parallel")     # TrainConfig.distribute: see training/distribute.py
+PRESET = "preset:"
+
+
+def presets_dir() -> Path:
+    """The folder of shipped presets: $ASTROZOO_PRESETS_DIR, else presets/ at the repository root."""
+    return Path(os.environ.get("ASTROZOO_PRESETS_DIR") or Path(__file__).resolve().parent.parent / "presets")
+
+
+def list_presets() -> list[str]:
+    """The names of the shipped presets: the folders in presets_dir() that hold a config.json."""
+    folder = presets_dir()
+    return sorted(path.parent.name for path in folder.glob("*/config.json")) if folder.is_dir() else []
+
+
+def resolve_run(run: str | Path) -> Path:
+    """The folder a run argument names: presets_dir()/NAME for `preset:NAME`, else the path as given. An unknown
+    or empty preset name is a ModelError listing the shipped ones."""
+    text = str(run)
+    if not text.startswith(PRESET):
+        return Path(run)
+    name, shipped = text[len(PRESET):], list_presets()
+    if name not in shipped:
+        what = f"unknown preset '{name}'" if name else f"'{text}' names no preset"
+        choose = (f"Choose one of: {', '.join(shipped)}" if shipped
+                  else f"No presets are shipped in {presets_dir()}; pass a run folder written by train.py")
+        raise ModelError(f"{what}. {choose}")
+    return presets_dir() / name
 
 
 @dataclass
@@ -41,13 +73,18 @@ class TrainConfig:
     options: dict = field(default_factory=dict)
     distribute: str = "none"           # none, mirrored (TensorFlow) or data-parallel (JAX): training/distribute.py
     devices: int | None = None         # replicas; None: every local GPU (mirrored) or device (data-parallel)
+    from_run: str | None = None        # classifier only: fine-tune the encoder of this run or preset (zoo/finetune.py)
+    freeze_epochs: int | None = None   # with from_run: epochs with the encoder frozen; None: half of the epochs
+    labels_per_class: int | None = None  # train on this many labeled images per class of the training split (seeded)
 
 
 class RunFolder:
-    """The paths inside one run folder."""
+    """The paths inside one run folder, named by a path or `preset:NAME` (resolve_run)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = resolve_run(root)
+        inside = self.root.resolve().parent == presets_dir().resolve()
+        self.preset = self.root.name if inside else None     # a shipped preset's name: read-only
         self.config = self.root / "config.json"
         self.model = self.root / "model.keras"      # a model that is one Keras model
         self.parts = self.root / "model"            # the folder of parts of a composite model (zoo/parts.py)
@@ -59,6 +96,11 @@ class RunFolder:
     def saved_model(self) -> Path | None:
         """The trained model's file or folder, None while the run has not finished."""
         return next((path for path in (self.model, self.parts) if path.exists()), None)
+
+    def results(self, what: str) -> Path:
+        """Where a command writes its `what` by default: RUN/what, or runs/preset-NAME/what for a shipped preset,
+        so that presets/ stays as shipped."""
+        return Path("runs", f"preset-{self.preset}", what) if self.preset else self.root / what
 
     def read_config(self) -> dict:
         """config.json as a dict, or a ModelError saying this is no run folder."""

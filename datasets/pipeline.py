@@ -33,6 +33,25 @@ def split_indices(n: int, split: str | None, validation_fraction: float = 0.1, s
     return np.flatnonzero(is_validation if split == "validation" else ~is_validation)
 
 
+def few_labels(source: Source, per_class: int, validation_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Sorted rows of `per_class` images of every class, drawn (seeded) from the training split only, so the
+    validation split stays the same as with every label; a DataError when the source is unlabeled or a class has
+    fewer training images."""
+    if not source.labeled:
+        raise DataError(f"--labels-per-class needs class labels, but dataset '{source.name}' is unlabeled. "
+                        "Use a labeled dataset (synthetic-galaxies, galaxy10, a folder with class sub-folders)")
+    train = split_indices(len(source), "train", validation_fraction, seed)
+    labels = np.asarray(source.labels())[train]
+    counts = np.bincount(labels[labels >= 0], minlength=len(source.class_names))
+    if per_class > counts.min():
+        smallest = int(np.argmin(counts))
+        raise DataError(f"--labels-per-class {per_class} is more than the {counts.min()} training images of class "
+                        f"'{source.class_names[smallest]}'. Use --labels-per-class {counts.min()} or fewer")
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.choice(train[labels == c], per_class, replace=False)
+                                   for c in range(len(source.class_names))]))
+
+
 def tile_offsets(length: int, tile: int) -> np.ndarray:
     """Start offsets of the fewest `tile`-sized windows covering `length`, spread evenly (overlap, no padding).
 
@@ -74,9 +93,10 @@ def stitch_tiles(tiles: np.ndarray, height: int, width: int) -> np.ndarray:
     return (canvas / weight).astype(tiles.dtype)
 
 
-def read_rows(source: Source, start: int, stop: int):
+def read_rows(source: Source, start: int, stop: int,
+              what_to_do: str = "Replace the file, or leave the row out with --limit or --classes"):
     """source.read(start, stop), with any failure of the source (an unreadable HDF5 chunk, a file gone) turned
-    into a DataError that names the first row that cannot be read and where it comes from."""
+    into a DataError that names the first row that cannot be read and where it comes from, then `what_to_do`."""
     try:
         return source.read(start, stop)
     except DataError:
@@ -84,8 +104,7 @@ def read_rows(source: Source, start: int, stop: int):
     except Exception as error:      # noqa: BLE001 - any source's failure, reported in one line
         row, cause = first_failure(source, start, stop) or (start, error)
         reason = " ".join(str(cause).split()) or type(cause).__name__
-        raise DataError(f"{source.describe(row)} cannot be read ({reason}). Replace the file, "
-                        "or leave the row out with --limit or --classes") from None
+        raise DataError(f"{source.describe(row)} cannot be read ({reason}). {what_to_do}") from None
 
 
 def first_failure(source: Source, start: int, stop: int) -> tuple[int, Exception] | None:
@@ -135,8 +154,12 @@ def _check_crop(crop: float | None) -> None:
 
 
 def _resize(image, image_size: int):
-    """uint8 (H, W, C) to (image_size, image_size, C): antialiased bilinear, rounded back to uint8."""
-    resized = tf.image.resize(image, (image_size, image_size), antialias=True)
+    """uint8 (H, W, C) to (image_size, image_size, C): the central square (a photograph that is not square keeps
+    its galaxy's shape instead of being squashed), antialiased bilinear, rounded back to uint8."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    resized = tf.image.resize(image[top:top + side, left:left + side], (image_size, image_size), antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 import zoo
 from core.errors import DataError, ModelError
 from core.files import make_folder, writable, write_atomic, write_json
+from core.runs import RunFolder
 from datasets.source import Source, Subset
 from evaluation.neighbours import GallerySpec, default_embedding, embed_source, embedder, gallery_info, gallery_spec
 
@@ -52,11 +53,11 @@ def model_sha256(run_dir: str | Path | None) -> str | None:
     """A hash of the run's saved model (model.keras, or every file of a model of parts), None without a run."""
     if run_dir is None:
         return None
-    saved = [path for name in ("model.keras", "model") if (path := Path(run_dir) / name).exists()]
-    files = sorted(p for p in saved[0].rglob("*") if p.is_file()) if saved[0].is_dir() else saved
+    saved = RunFolder(run_dir).saved_model()
+    files = sorted(p for p in saved.rglob("*") if p.is_file()) if saved.is_dir() else [saved]
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.relative_to(saved[0].parent).as_posix().encode())
+        digest.update(path.relative_to(saved.parent).as_posix().encode())
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -221,7 +222,7 @@ def embed_shards(out: str | Path, run_dir: str | Path | None = None, embedding: 
     shards = ray.data.from_items([{"shard": shard} for shard in missing], override_num_blocks=len(missing))
     written = shards.map_batches(
         ShardEmbedder, batch_size=1, num_cpus=1, compute=ray.data.ActorPoolStrategy(size=workers),
-        fn_constructor_kwargs=dict(run_dir=None if run_dir is None else str(run_dir), spec=spec,
+        fn_constructor_kwargs=dict(run_dir=None if run_dir is None else str(RunFolder(run_dir).root), spec=spec,
                                    embedding=embedding, folder=str(folder), shard_rows=shard_rows))
     remaining = len(source) - sum(min(shard_rows, len(source) - shard * shard_rows)
                                   for shard in range(manifest["shards"]) if shard not in missing)

@@ -32,9 +32,9 @@ import pyarrow.parquet as pq
 from core.errors import DataError
 from core.files import writable, write_atomic, write_json
 from evaluation.embed import connect, open_embeddings, shard_vectors
-from evaluation.neighbours import EXACT_LIMIT, HNSW_LINKS, HNSW_SEARCH_DEPTH, Gallery, check_k
+from evaluation.index_kinds import EXACT_LIMIT, KINDS
+from evaluation.neighbours import HNSW_LINKS, HNSW_SEARCH_DEPTH, Gallery, check_k
 
-KINDS = ("auto", "flat", "ivf-flat", "ivf-pq", "hnsw")
 RERANK_FACTOR = 8           # ivf-pq: candidates re-ranked exactly per neighbour asked
 PART_ROWS = 1_000_000       # at most this many vectors per Ray task adding shards (its part is held in memory)
 IVF_FLAT_LIMIT = 2_000_000  # auto: more vectors than this get PQ codes (ivf-flat's lists: 4 bytes a component)
@@ -261,9 +261,12 @@ class ShardedIndex:
         return {name: taken.column(name).to_numpy() for name in taken.column_names if name != "row"}
 
     def vector(self, row: int) -> np.ndarray:
-        """Gallery row `row`'s own vector, (1, dimensions): from vectors.npy, or from an exact index itself."""
+        """Gallery row `row`'s own vector, (1, dimensions): from vectors.npy, or from an index that keeps whole
+        vectors (flat; ivf-flat, whose row → list map is made on the first such query)."""
         if self.vectors is not None:
             return np.asarray(self.vectors[row:row + 1])
+        if isinstance(self.index, faiss.IndexIVFFlat) and self.index.direct_map.type == faiss.DirectMap.NoMap:
+            self.index.make_direct_map()
         try:
             return self.index.reconstruct(int(row))[None]
         except RuntimeError:

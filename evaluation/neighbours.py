@@ -28,13 +28,13 @@ import datasets
 import zoo
 from core.errors import DataError, ModelError
 from core.files import save_figure, write_atomic
-from core.runs import load_config
+from core.runs import RunFolder, load_config
 from datasets.pipeline import data_errors, make_dataset, prepare_image, split_indices, to_numpy
 from datasets.source import ArraySource, Source
+from evaluation.index_kinds import EXACT_LIMIT
 
 EMBEDDINGS = ("latent", "scores", "pixels")
 EMBEDDING_CAPABILITY = {"latent": "encode", "scores": "classify"}
-EXACT_LIMIT = 100_000          # more vectors than this get an approximate (HNSW) index
 HNSW_LINKS = 32                # graph neighbours per vector: recall vs memory
 HNSW_SEARCH_DEPTH = 128        # candidates kept while searching: recall vs speed
 MILKY_WAY = "milky-way"
@@ -217,9 +217,9 @@ def gallery_info(spec: GallerySpec, embedding: str, run_dir: str | Path | None) 
     info = {"embedding": embedding, **{f.name: getattr(spec, f.name) for f in fields(GallerySpec)},
             "run": None, "model_modified_ns": None}
     if run_dir is not None:
-        info["run"] = os.path.realpath(run_dir)
-        saved = [Path(run_dir) / name for name in ("model.keras", "model") if (Path(run_dir) / name).exists()]
-        info["model_modified_ns"] = saved[0].stat().st_mtime_ns
+        folder = RunFolder(run_dir)
+        info["run"] = os.path.realpath(folder.root)
+        info["model_modified_ns"] = folder.saved_model().stat().st_mtime_ns
     return info
 
 
@@ -284,6 +284,17 @@ def load_query(query: str, spec: GallerySpec, channels: int = 3) -> np.ndarray:
     return prepare_image(image, spec.image_size, spec.crop)
 
 
+def search_query(query: str, spec: GallerySpec, source: Source) -> np.ndarray:
+    """What a search embeds for `query`: an image file prepared like the gallery (1, S, S, C), or for the Milky Way
+    its renders observed like the gallery (evaluation/milky_way.py), whose embeddings `find_neighbours` averages."""
+    if query != MILKY_WAY:
+        return load_query(query, spec, source.channels)
+    from evaluation.milky_way import SAMPLE, milky_way_views
+
+    rows = np.unique(np.linspace(0, len(source) - 1, min(SAMPLE, len(source))).astype(np.int64))
+    return milky_way_views(read_prepared(source, rows, spec), spec.image_size, spec.crop)
+
+
 @dataclass
 class Neighbours:
     """The answer to one query: the prepared query, its k nearest images, and one table row per neighbour."""
@@ -313,11 +324,12 @@ def neighbour_rows(vector: np.ndarray, gallery: Gallery, source: Source, k: int)
 
 def find_neighbours(query: np.ndarray, gallery: Gallery, source: Source, spec: GallerySpec, model, k: int
                     ) -> Neighbours:
-    """The k gallery images nearest to `query` (1, S, S, C), with their table rows and prepared images."""
+    """The k gallery images nearest to `query` (n, S, S, C): one image, or n views of one galaxy whose embeddings
+    are averaged; with their table rows and prepared images."""
     import time
 
     started = time.perf_counter()
-    vector = embedder(model, gallery.info["embedding"])(query)
+    vector = embedder(model, gallery.info["embedding"])(query).mean(axis=0, keepdims=True)
     embedded = time.perf_counter()
     rows = neighbour_rows(vector, gallery, source, k)
     seconds = {"embed": embedded - started, "search": time.perf_counter() - embedded}
@@ -378,8 +390,8 @@ def nearest(query: str = MILKY_WAY, k: int = 10, run_dir: str | Path | None = No
     embedding = embedding or default_embedding(model)
     embedder(model, embedding)  # a model that cannot embed this way stops here, before any data is read
     source = spec.open()
-    query_images = load_query(query, spec, source.channels)
     check_k(k, len(source))
+    query_images = search_query(query, spec, source)
     gallery = open_gallery(source, spec, model, embedding, run_dir, index_path)
     result = find_neighbours(query_images, gallery, source, spec, model, k)
     if out_dir is not None:

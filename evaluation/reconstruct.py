@@ -14,7 +14,6 @@ brightness beside the originals'.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import zoo
 from core.errors import DataError, ModelError
 from core.files import save_figure, writable, write_json
 from core.images import resize_batch
-from core.runs import load_config
+from core.runs import RunFolder, load_config
 from datasets.pipeline import data_errors, make_dataset
 from evaluation.generation import sampled_batches
 from evaluation.neighbours import MILKY_WAY, gallery_spec, load_query, query_title
@@ -45,7 +44,7 @@ class Judge:
         if self.model.channels != channels:
             raise DataError(f"--judge run '{run_dir}' classifies {self.model.channels}-channel images, the "
                             f"reconstructions have {channels}. Pass a judge trained on images of this kind")
-        config = json.loads((Path(run_dir) / "config.json").read_text())
+        config = RunFolder(run_dir).read_config()
         self.size, self.class_names = config["image_size"], tuple(config["class_names"])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

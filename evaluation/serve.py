@@ -11,11 +11,13 @@ import contextlib
 import functools
 import io
 import math
+import re
 import socket
 import statistics
 import threading
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +26,11 @@ import cv2
 import faiss
 import numpy as np
 import uvicorn
+from PIL import Image
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 import zoo
 from core.errors import DataError, UsageError
@@ -41,18 +46,21 @@ from evaluation.neighbours import (
     embedder,
     gallery_details,
     gallery_spec,
-    load_query,
     milky_way_image,
     neighbour_rows,
     open_gallery,
+    search_query,
 )
 
 PAGE = Path(__file__).with_name("serve.html")
 DEFAULT_K = 10
 MAX_K = 100                     # a grid of more cut-outs than this is no longer browsable
 MAX_UPLOAD_BYTES = 20 * 2 ** 20
+MAX_UPLOAD_PIXELS = 50_000_000  # a few KB of PNG can hold a 144-megapixel image: 2.5 s of decoding, the server blocked
 THUMBNAIL_SIZE = 128            # px, the longer side of a served cut-out
 THUMBNAILS_CACHED = 4096
+API_ROUTES = ("Use GET /, GET /api/neighbours?index=I&k=K, POST /api/neighbours (an image), "
+              "GET /api/galaxies/I.png or GET /api/milky-way.png")
 QUERY_THREADS = 1               # FAISS threads for one query vector: on 2 busy cores, 100k vectors, 2.5 ms against 44
 
 
@@ -65,8 +73,9 @@ class InputError(DataError):
 
 
 def whole_number(text: str | int, name: str, low: int, high: int, what_to_do: str, status: int = 400) -> int:
-    """`text` as an int in low..high, else an InputError saying so."""
-    value = int(text) if str(text).strip().lstrip("-").isdigit() else None
+    """`text` as an int in low..high, else an InputError saying so; only ASCII digits count (`str.isdigit` also
+    accepts '²', which int() refuses)."""
+    value = int(text) if re.fullmatch(r"-?[0-9]+", str(text).strip()) else None
     if value is None or not low <= value <= high:
         raise InputError(f"{name} must be a whole number from {low} to {high}, got '{text}'. {what_to_do}", status)
     return value
@@ -79,6 +88,23 @@ def png(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> bytes:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     image = image if image.ndim == 2 or image.shape[-1] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     return cv2.imencode(".png", image)[1].tobytes()
+
+
+def refuse_huge_images(data: bytes):
+    """An InputError (413) when the image header alone says more than MAX_UPLOAD_PIXELS, before any decoding;
+    a header PIL cannot read is left to the decoder to name."""
+    too_many = f"more than the {MAX_UPLOAD_PIXELS // 1_000_000} megapixels accepted. Upload a cut-out of the galaxy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Image.DecompressionBombError:
+            raise InputError(f"the uploaded image is {too_many}", 413) from None
+        except (OSError, ValueError):
+            return
+    if width * height > MAX_UPLOAD_PIXELS:
+        raise InputError(f"the uploaded image is {width}×{height} px, {too_many}", 413)
 
 
 def json_safe(row: dict) -> dict:
@@ -98,8 +124,8 @@ class Search:
     about: dict             # dataset, run, embedding: shown on the page
 
     def __post_init__(self):
-        self.milky_way = load_query(MILKY_WAY, self.spec, self.source.channels)
-        self.embed(self.milky_way)  # the model's first call traces it: done here, not in the first query
+        # the Milky Way observed like this gallery, embedded once; the model's first call also traces it here
+        self.milky_way = self.embed(search_query(MILKY_WAY, self.spec, self.source)).mean(axis=0, keepdims=True)
         self.thumbnail = functools.lru_cache(THUMBNAILS_CACHED)(self._thumbnail)
 
     def check_k(self, k: str | int) -> int:
@@ -136,7 +162,7 @@ class Search:
         started = time.perf_counter()
         k = self.check_k(k)
         query = {"kind": MILKY_WAY, "title": "the Milky Way (rendered)", "image": "/api/milky-way.png"}
-        return self.answer(self.embed(self.milky_way), k, query, started)
+        return self.answer(self.milky_way, k, query, started)
 
     def by_upload(self, data: bytes, k: str | int, name: str = "") -> dict:
         """Neighbours of an uploaded PNG/JPEG, prepared like the gallery and embedded."""
@@ -154,6 +180,7 @@ class Search:
         if len(data) > MAX_UPLOAD_BYTES:
             raise InputError(f"the upload is {len(data) / 2 ** 20:.0f} MB, more than the "
                              f"{MAX_UPLOAD_BYTES // 2 ** 20} MB accepted. Upload a cut-out of the galaxy", 413)
+        refuse_huge_images(data)
         try:
             image = decode_image(io.BytesIO(data), self.source.channels)
         except DataError:
@@ -198,6 +225,19 @@ def create_app(search: Search) -> FastAPI:
     @app.exception_handler(InputError)
     async def refuse(request: Request, error: InputError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.exception_handler(HTTPException)
+    async def refuse_route(request: Request, error: HTTPException) -> JSONResponse:
+        """Unknown paths (traversal attempts included) and wrong methods, in the API's {"error"} shape."""
+        what = {404: f"there is no {request.url.path}", 405: f"{request.url.path} does not take {request.method}"}
+        message = what.get(error.status_code, f"{request.url.path} cannot be answered ({error.detail})")
+        return JSONResponse({"error": f"{message}. {API_ROUTES}"}, status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def refuse_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        fields = ", ".join(".".join(map(str, problem["loc"])) for problem in error.errors())
+        return JSONResponse({"error": f"the request's {fields} cannot be read. {API_ROUTES}"}, status_code=422)
 
     @app.get("/", response_class=HTMLResponse)
     async def home() -> str:

@@ -1,5 +1,5 @@
 """Shared test set-up: quiet TensorFlow, Agg plots, one random seed per test, tiny in-memory galaxy sources, one local
-Ray for the session."""
+Ray for the session, a runner for CLI errors, a tiny trained classifier run."""
 import logging
 import os
 
@@ -11,6 +11,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+import cli  # noqa: E402
 from datasets.source import ArraySource  # noqa: E402
 
 REPLICAS = 2    # the CPU is split into this many devices before the backend starts, for the distribution tests
@@ -69,6 +70,18 @@ def striped_folder(tmp_path, striped_source):
 
 
 @pytest.fixture(scope="session")
+def simclr_run(tmp_path_factory):
+    """A simclr run of one short epoch on 200 built-in 16 px galaxies: an encoder to fine-tune (feature_dim 32)."""
+    from core.runs import TrainConfig
+    from training import train
+
+    run = tmp_path_factory.mktemp("simclr") / "run"
+    train(TrainConfig(model="simclr", dataset="synthetic-galaxies", image_size=16, limit=200, batch_size=16, epochs=1,
+                      steps_per_epoch=2, options={"feature_dim": 32}), run, verbose=0)
+    return run
+
+
+@pytest.fixture(scope="session")
 def local_ray():
     """One local Ray of 2 CPUs for the whole session (starting one takes seconds); the code under test joins it."""
     import ray
@@ -77,3 +90,28 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def one_line_error(capfd):
+    """`one_line_error(main, argv)` runs a CLI's main through cli.run and returns its stderr, checked to be one
+    `error: ` line, no traceback, exit status 2 (captured at the file-descriptor level)."""
+    def run(main, argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as stopped:
+            cli.run(lambda: main(argv))
+        err = capfd.readouterr().err
+        assert stopped.value.code == 2, err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+        return err
+
+    return run
+
+
+def train_tiny_classifier(run_dir, limit: int, seed: int):
+    """A one-epoch 16 px classifier run folder on the first `limit` built-in galaxies, for tests that read runs."""
+    from core.runs import TrainConfig
+    from training import train
+
+    train(TrainConfig(model="classifier", limit=limit, image_size=16, epochs=1, batch_size=16, seed=seed),
+          run_dir=run_dir, verbose=0)
+    return run_dir

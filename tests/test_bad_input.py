@@ -23,22 +23,13 @@ import train
 import zoo
 from core.errors import ModelError
 from core.files import write_atomic
+from datasets.galaxy10.__main__ import main as galaxy10_main
 from datasets.star_fields import write_cil
 from evaluation.embed import default_shard_rows, embed_manifest
 from evaluation.neighbours import GallerySpec
 from zoo.scorers import ForestScorer
 
 TINY = ["--image-size", "16", "--epochs", "1", "--batch-size", "4"]
-
-
-def one_line_error(capfd, main, argv) -> str:
-    """Runs a CLI main through cli.run and returns its stderr, checked to be one `error: ` line with exit 2."""
-    with pytest.raises(SystemExit) as stopped:
-        cli.run(lambda: main(argv))
-    err = capfd.readouterr().err
-    assert stopped.value.code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 def write_png(path: Path, image: np.ndarray) -> Path:
@@ -64,16 +55,28 @@ def corrupt_galaxy10(tmp_path):
     return path
 
 
-def test_a_corrupt_hdf5_chunk_names_the_image_and_leaves_no_run(corrupt_galaxy10, tmp_path, capfd):
+def test_a_corrupt_hdf5_chunk_names_the_image_and_leaves_no_run(corrupt_galaxy10, tmp_path, one_line_error):
     run_dir = tmp_path / "run"
-    err = one_line_error(capfd, train.main, ["--model", "classifier", "--dataset", "galaxy10", "--data-dir",
-                                             str(corrupt_galaxy10), *TINY, "--out", str(run_dir)])
+    err = one_line_error(train.main, ["--model", "classifier", "--dataset", "galaxy10", "--data-dir",
+                                      str(corrupt_galaxy10), *TINY, "--out", str(run_dir)])
     assert err.startswith(f"error: image 13 of {corrupt_galaxy10} cannot be read (")
     assert not run_dir.exists()
 
 
+def test_a_corrupt_hdf5_chunk_stops_an_export_naming_the_image(corrupt_galaxy10, tmp_path, capfd):
+    out = tmp_path / "export"
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(lambda: galaxy10_main(["--data-dir", str(corrupt_galaxy10), "--export", str(out)]))
+    assert stopped.value.code == 2
+    bar, err, _ = capfd.readouterr().err.rsplit("\n", 2)     # the progress bar's line, then the error line
+    assert bar.startswith("\rexporting Galaxy10.h5:") and "Traceback" not in bar
+    assert err.startswith(f"error: image 13 of {corrupt_galaxy10} cannot be read (")
+    assert err.endswith(". Download the file again; the export resumes where it stopped")
+    assert not (out / "galaxies.csv").exists() and not list(out.rglob("00013.png"))
+
+
 @pytest.mark.parametrize("content", [b"", b"\x89PNG garbage, not an image", b"just some text\n"])
-def test_a_broken_file_among_good_images_names_it_and_empties_the_given_out(content, tmp_path, capfd):
+def test_a_broken_file_among_good_images_names_it_and_empties_the_given_out(content, tmp_path, one_line_error):
     images = tmp_path / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -82,8 +85,8 @@ def test_a_broken_file_among_good_images_names_it_and_empties_the_given_out(cont
     (images / "g07.png").write_bytes(content)
     out = tmp_path / "out"
     out.mkdir()
-    err = one_line_error(capfd, train.main, ["--model", "autoencoder", "--dataset", "folder", "--data-dir",
-                                             str(images), *TINY, "--out", str(out)])
+    err = one_line_error(train.main, ["--model", "autoencoder", "--dataset", "folder", "--data-dir",
+                                      str(images), *TINY, "--out", str(out)])
     assert err == (f"error: image {images / 'g07.png'} cannot be decoded (corrupt or not really PNG/JPEG). "
                    "Replace or remove the file\n")
     assert out.is_dir() and list(out.iterdir()) == []
@@ -94,22 +97,22 @@ def cil_folder(tmp_path_factory):
     return write_cil(tmp_path_factory.mktemp("cil") / "cil", n=4, n_scored=0, n_query=0)
 
 
-def test_an_rgb_field_in_a_cil_folder_stops_a_gan_on_tiles(cil_folder, tmp_path, capfd):
+def test_an_rgb_field_in_a_cil_folder_stops_a_gan_on_tiles(cil_folder, tmp_path, one_line_error):
     folder = Path(shutil.copytree(cil_folder, tmp_path / "cil"))
     real = [row.split(",")[0] for row in (folder / "labeled.csv").read_text().splitlines()[1:] if row.endswith(",1")]
     field = folder / "labeled" / f"{real[1]}.png"
     write_png(field, np.zeros((1000, 1000, 3), np.uint8))
-    err = one_line_error(capfd, train.main, ["--model", "dcgan", "--dataset", "cil", "--data-dir", str(folder),
-                                             "--tile", "256", "--validation-fraction", "0.5", *TINY,
-                                             "--out", str(tmp_path / "run")])
+    err = one_line_error(train.main, ["--model", "dcgan", "--dataset", "cil", "--data-dir", str(folder),
+                                      "--tile", "256", "--validation-fraction", "0.5", *TINY,
+                                      "--out", str(tmp_path / "run")])
     assert err == (f"error: image {field} (id {real[1]}) is 1000×1000 uint8 with 3 channels, expected 1000×1000 "
                    "uint8 grayscale. Convert it or remove it\n")
     assert not (tmp_path / "run").exists()
 
 
-def test_a_tile_larger_than_the_images(tmp_path, capfd):
-    err = one_line_error(capfd, train.main, ["--model", "autoencoder", "--limit", "6", "--tile", "5000",
-                                             *TINY, "--out", str(tmp_path / "run")])
+def test_a_tile_larger_than_the_images(tmp_path, one_line_error):
+    err = one_line_error(train.main, ["--model", "autoencoder", "--limit", "6", "--tile", "5000",
+                                      *TINY, "--out", str(tmp_path / "run")])
     assert "is 16×16 px, smaller than --tile 5000. Use --tile 16 or less" in err
     assert not (tmp_path / "run").exists()
 
@@ -130,37 +133,37 @@ def test_a_tile_larger_than_the_images(tmp_path, capfd):
     (["--model", "vae", "--learning-rate", "inf"], "argument --learning-rate: expected a positive number, got 'inf'"),
     (["--model", "vae", "--learning-rate", "nan"], "argument --learning-rate: expected a positive number, got 'nan'"),
 ])
-def test_option_values_are_checked_before_anything_is_written(argv, message, tmp_path, monkeypatch, capfd):
+def test_option_values_are_checked_before_anything_is_written(argv, message, tmp_path, monkeypatch, one_line_error):
     monkeypatch.chdir(tmp_path)
-    assert message in one_line_error(capfd, train.main, argv)
+    assert message in one_line_error(train.main, argv)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_loss_that_turns_nan_stops_the_run_and_says_what_to_change(tmp_path, capfd):
-    err = one_line_error(capfd, train.main, ["--model", "vae", "--limit", "24", *TINY, "--learning-rate", "1e12",
-                                             "--out", str(tmp_path / "run")])
+def test_a_loss_that_turns_nan_stops_the_run_and_says_what_to_change(tmp_path, one_line_error):
+    err = one_line_error(train.main, ["--model", "vae", "--limit", "24", *TINY, "--learning-rate", "1e12",
+                                      "--out", str(tmp_path / "run")])
     assert "training diverged: " in err and "in epoch 1. Lower --learning-rate (it was 1e+12)" in err
     assert not (tmp_path / "run").exists()
 
 
 # Output folders -----------------------------------------------------------------------------------------------
 
-def test_out_under_a_file(tmp_path, capfd):
+def test_out_under_a_file(tmp_path, one_line_error):
     (tmp_path / "a-file").write_text("x")
-    err = one_line_error(capfd, train.main, ["--model", "vae", "--limit", "8", *TINY, "--out",
-                                             str(tmp_path / "a-file" / "run")])
+    err = one_line_error(train.main, ["--model", "vae", "--limit", "8", *TINY, "--out",
+                                      str(tmp_path / "a-file" / "run")])
     assert err == (f"error: cannot write to {tmp_path / 'a-file' / 'run'} ({tmp_path / 'a-file'} is a file, not a "
                    "folder). Choose a --out you can write to\n")
 
 
-def test_out_inside_a_read_only_folder(tmp_path, monkeypatch, capfd):
+def test_out_inside_a_read_only_folder(tmp_path, monkeypatch, one_line_error):
     read_only = tmp_path / "read-only"
     read_only.mkdir()
     read_only.chmod(0o555)
     real_access = os.access     # the tests may run as root, whom file modes do not stop
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and real_access(path, mode))
-    err = one_line_error(capfd, evaluate.main, ["neighbours", "--embedding", "pixels", "--image-size", "16",
-                                                "--limit", "8", "--k", "2", "--out", str(read_only / "out")])
+    err = one_line_error(evaluate.main, ["neighbours", "--embedding", "pixels", "--image-size", "16",
+                                         "--limit", "8", "--k", "2", "--out", str(read_only / "out")])
     assert err == (f"error: cannot write to {read_only / 'out'} ({read_only} is not writable). "
                    "Choose a --out you can write to\n")
 
@@ -174,20 +177,20 @@ def finished_run(tmp_path):
     return run_dir
 
 
-def test_resume_with_a_damaged_checkpoint_leaves_the_run_unchanged(finished_run, capfd):
+def test_resume_with_a_damaged_checkpoint_leaves_the_run_unchanged(finished_run, one_line_error):
     before = {path: path.read_bytes() for path in finished_run.rglob("*") if path.is_file()}
     weights = next(finished_run.glob("checkpoint/*.h5"))
     weights.write_bytes(weights.read_bytes()[:200])
     before[weights] = weights.read_bytes()
-    err = one_line_error(capfd, train.main, ["--resume", str(finished_run), "--epochs", "2"])
+    err = one_line_error(train.main, ["--resume", str(finished_run), "--epochs", "2"])
     assert err.startswith(f"error: the checkpoint in '{finished_run / 'checkpoint'}' is damaged (")
     assert {path: path.read_bytes() for path in finished_run.rglob("*") if path.is_file()} == before
 
 
-def test_resume_refuses_flags_it_would_ignore(finished_run, capfd):
+def test_resume_refuses_flags_it_would_ignore(finished_run, one_line_error):
     config = (finished_run / "config.json").read_bytes()
-    err = one_line_error(capfd, train.main, ["--resume", str(finished_run), "--learning-rate", "0.5", "--batch-size",
-                                             "4", "--model", "vae", "--limit", "10"])
+    err = one_line_error(train.main, ["--resume", str(finished_run), "--learning-rate", "0.5", "--batch-size",
+                                      "4", "--model", "vae", "--limit", "10"])
     assert err == ("error: --resume continues a run with the settings it was trained with, so --model, --limit, "
                    "--batch-size, --learning-rate cannot change. Drop them (only --epochs applies with --resume)\n")
     assert (finished_run / "config.json").read_bytes() == config
@@ -203,6 +206,18 @@ def test_resume_keeps_the_first_command_and_records_each_resume(finished_run, mo
     assert config["resumed"][0]["epochs"] == 2 and "started" in config["resumed"][0]
 
 
+def test_a_run_killed_in_its_first_epoch_resumes_from_epoch_0(tmp_path):
+    run_dir = tmp_path / "run"
+    train.main(["--model", "autoencoder", "--limit", "12", *TINY, "--out", str(run_dir)])
+    for leftover in ("checkpoint", "model.keras", "history.csv"):    # what a kill before the first epoch's end lacks
+        shutil.rmtree(run_dir / leftover) if (run_dir / leftover).is_dir() else (run_dir / leftover).unlink()
+    train.main(["--resume", str(run_dir), "--epochs", "2"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["epochs"] == 2 and config["resumed"][0]["epochs"] == 2
+    assert [int(row.split(",")[0]) for row in (run_dir / "history.csv").read_text().splitlines()[1:]] == [0, 1]
+    assert (run_dir / "model.keras").is_file() and any((run_dir / "checkpoint").iterdir())
+
+
 def test_a_resumed_gan_continues_both_optimizers(tmp_path):
     run_dir = tmp_path / "dcgan"
     train.main(["--model", "dcgan", "--limit", "18", *TINY, "--out", str(run_dir)])
@@ -216,11 +231,11 @@ def test_a_resumed_gan_continues_both_optimizers(tmp_path):
 
 # Two trainings into one folder ---------------------------------------------------------------------------------
 
-def test_a_folder_held_by_a_running_training_is_refused(tmp_path, capfd):
+def test_a_folder_held_by_a_running_training_is_refused(tmp_path, one_line_error):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / ".training.lock").write_text(str(os.getpid()))
-    err = one_line_error(capfd, train.main, ["--model", "vae", "--limit", "8", *TINY, "--out", str(run_dir)])
+    err = one_line_error(train.main, ["--model", "vae", "--limit", "8", *TINY, "--out", str(run_dir)])
     assert err == (f"error: run folder '{run_dir}' is being written by another train.py (process {os.getpid()}). "
                    "Choose another --out or wait for it to finish\n")
     assert sorted(path.name for path in run_dir.iterdir()) == [".training.lock"]
@@ -251,20 +266,20 @@ def copy_run(run_dir: Path, to: Path) -> Path:
     return to
 
 
-def test_a_garbage_model_file_says_it_cannot_be_loaded(autoencoder_run, tmp_path, capfd):
+def test_a_garbage_model_file_says_it_cannot_be_loaded(autoencoder_run, tmp_path, one_line_error):
     run_dir = copy_run(autoencoder_run, tmp_path / "run")
     (run_dir / "model.keras").write_bytes(b"not a zip file")
-    err = one_line_error(capfd, evaluate.main, ["generate", "--run", str(run_dir), "--n", "2", "--out",
-                                                str(tmp_path / "out")])
+    err = one_line_error(evaluate.main, ["generate", "--run", str(run_dir), "--n", "2", "--out",
+                                         str(tmp_path / "out")])
     assert err.startswith(f"error: {run_dir / 'model.keras'} cannot be loaded as a Keras model (")
     assert not (tmp_path / "out").exists()
 
 
-def test_a_model_with_a_lambda_layer_is_refused_in_one_line(autoencoder_run, tmp_path, capfd):
+def test_a_model_with_a_lambda_layer_is_refused_in_one_line(autoencoder_run, tmp_path, one_line_error):
     run_dir = copy_run(autoencoder_run, tmp_path / "run")
     inputs = keras.Input((4,))
     keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(run_dir / "model.keras")
-    err = one_line_error(capfd, evaluate.main, ["generate", "--run", str(run_dir), "--n", "2"])
+    err = one_line_error(evaluate.main, ["generate", "--run", str(run_dir), "--n", "2"])
     assert err == (f"error: {run_dir / 'model.keras'} was refused: it holds Python code (a Lambda layer or a "
                    "function) that Keras does not run when loading in safe mode. Load only runs you trust; retrain "
                    "it without the Lambda layer\n")
@@ -281,14 +296,14 @@ def malformed_index(path: Path) -> Path:
     lambda path: np.save(path, np.zeros(3)),
     malformed_index,
 ], ids=["truncated", "plain-npy", "malformed-metadata"])
-def test_an_index_file_that_is_not_one(make_index, tmp_path, capfd):
+def test_an_index_file_that_is_not_one(make_index, tmp_path, one_line_error):
     index = tmp_path / "gallery.npz"
     make_index(index)
     if not index.exists():      # np.save adds .npy
         index = tmp_path / "gallery.npz.npy"
-    err = one_line_error(capfd, evaluate.main, ["neighbours", "--embedding", "pixels", "--image-size", "16",
-                                                "--limit", "8", "--k", "2", "--index", str(index),
-                                                "--out", str(tmp_path / "out")])
+    err = one_line_error(evaluate.main, ["neighbours", "--embedding", "pixels", "--image-size", "16",
+                                         "--limit", "8", "--k", "2", "--index", str(index),
+                                         "--out", str(tmp_path / "out")])
     assert err.startswith(f"error: index file {index} is not an index written by evaluate.py neighbours (")
     assert not (tmp_path / "out").exists()
 
@@ -389,7 +404,7 @@ def test_trust_pickle_reads_an_old_runs_forest(tmp_path):
 
 # Survey-scale search: embed and index ----------------------------------------------------------------------------
 
-def test_embed_and_index_refuse_bad_input_in_one_line_and_write_nothing(local_ray, tmp_path, capfd):
+def test_embed_and_index_refuse_bad_input_in_one_line_and_write_nothing(local_ray, tmp_path, one_line_error):
     gallery = ["--embedding", "pixels", "--image-size", "16", "--limit", "20"]
     (tmp_path / "a-file").write_text("x")
     emb, idx = tmp_path / "emb", tmp_path / "idx"
@@ -406,7 +421,7 @@ def test_embed_and_index_refuse_bad_input_in_one_line_and_write_nothing(local_ra
          f"error: cannot write to {tmp_path / 'a-file' / 'emb'} ({tmp_path / 'a-file'} is a file, not a folder)"),
     ]
     for argv, message in cases:
-        assert one_line_error(capfd, evaluate.main, argv).startswith(message), argv
+        assert one_line_error(evaluate.main, argv).startswith(message), argv
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
 
     emb.mkdir()
@@ -414,7 +429,7 @@ def test_embed_and_index_refuse_bad_input_in_one_line_and_write_nothing(local_ra
     (emb / "manifest.json").write_text(json.dumps(manifest))
     shard = emb / "shard-00000.parquet"
     shard.write_bytes(b"PAR1 a finished shard")
-    err = one_line_error(capfd, evaluate.main, ["embed", *gallery[:-1], "30", "--out", str(emb)])
+    err = one_line_error(evaluate.main, ["embed", *gallery[:-1], "30", "--out", str(emb)])
     assert err == (f"error: {emb} holds embeddings of another run or data (limit 20 -> 30, n 20 -> 30). Delete it "
                    "to embed again, or pass another --out\n")
     assert shard.read_bytes() == b"PAR1 a finished shard"
@@ -426,9 +441,9 @@ def test_embed_and_index_refuse_bad_input_in_one_line_and_write_nothing(local_ra
         (["index", "--embeddings", str(emb), "--out", str(idx)],
          f"error: shard {shard} cannot be read (Parquet magic bytes not found"),
     ]:
-        assert one_line_error(capfd, evaluate.main, argv).startswith(message), argv
+        assert one_line_error(evaluate.main, argv).startswith(message), argv
     shard.unlink()
-    err = one_line_error(capfd, evaluate.main, ["index", "--embeddings", str(emb), "--out", str(idx)])
+    err = one_line_error(evaluate.main, ["index", "--embeddings", str(emb), "--out", str(idx)])
     assert err == (f"error: {emb} holds 0 of 1 shards (an interrupted embed). Rerun the same 'evaluate.py embed' "
                    "command to finish it\n")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file", "emb"]

@@ -1,7 +1,12 @@
 """evaluate.py benchmark: FLOPs against a hand count, the JSON/Markdown/PNG it writes on tiny settings, devices
 reported absent, TensorFlow-only parts recognised, --compare's speed-up and cost, and one-line errors."""
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import keras
 import pytest
@@ -104,6 +109,31 @@ def test_without_tensorflow_the_pipeline_measurements_are_skipped_with_the_reaso
     records = measure.measure_pipelines(config, progress=lambda line: None)
     assert len(records) == 6 and {r["status"] for r in records} == {"skipped"}
     assert all(r["reason"] == "TensorFlow is not installed; the tf.data pipeline needs it" for r in records)
+
+
+ABSENT_ON_A_JAX_ONLY_MACHINE = ("tensorflow", "tensorflow_datasets", "faiss", "ray")
+
+
+def test_the_benchmark_and_its_scaling_part_import_where_only_jax_is_installed():
+    """A GPU machine may have JAX but no TensorFlow, FAISS or Ray: evaluate.py's parser, the benchmark and its
+    --distribute part must import without them (a fresh process where importing them fails)."""
+    code = textwrap.dedent(f"""
+        import importlib.abc, sys
+
+        class Absent(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {ABSENT_ON_A_JAX_ONLY_MACHINE!r}:
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+        sys.meta_path.insert(0, Absent())
+        import evaluate
+        evaluate.build_parser().parse_args(["benchmark", "--distribute", "data-parallel", "--out", "unused"])
+        import evaluation.benchmark.measure, evaluation.benchmark.scaling
+        print("imported")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[1], env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert result.returncode == 0 and result.stdout.split()[-1:] == ["imported"], result.stderr[-3000:]
 
 
 def write_result(path, records):

@@ -4,6 +4,8 @@ devices by conftest.py. One step on 2 replicas must equal one step on 1 replica 
 the classifier and for a GAN; train.py records the strategy and the device count.
 """
 import json
+import socket
+import time
 
 import keras
 import numpy as np
@@ -13,7 +15,7 @@ import cli
 import train
 import zoo
 from core.errors import UsageError
-from training.distribute import start
+from training.distribute import start, wait_for_coordinator
 from zoo.layered import CoordinateGAN
 
 STRATEGY = "mirrored" if keras.backend.backend() == "tensorflow" else "data-parallel"
@@ -52,8 +54,10 @@ def assert_same_step(build, inputs, targets):
 def test_classifier_step_on_two_replicas_equals_one_replica():
     rng = np.random.default_rng(0)
     images, labels = rng.random((GLOBAL_BATCH, 16, 16, 3), dtype=np.float32), np.arange(GLOBAL_BATCH) % 4
-    # dropout 0: a dropout mask is drawn per replica, the one stateless-random part that cannot agree
-    assert_same_step(lambda: zoo.create("classifier", image_size=16, num_classes=4, dropout=0.0), images, labels)
+    # no dropout and no random views: dropout masks and views are drawn per replica, the stateless-random parts
+    # that cannot agree
+    assert_same_step(lambda: zoo.create("classifier", image_size=16, num_classes=4, dropout=0.0, random_views=False),
+                     images, labels)
 
 
 def test_gan_step_on_two_replicas_equals_one_replica():
@@ -99,6 +103,17 @@ def test_impossible_distributions_stop_with_one_line(flags, message, tmp_path, c
     error = capsys.readouterr().err
     assert error.startswith("error: ") and message in error and error.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_coordinator_nobody_answers_stops_in_bounded_time():
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        wait_for_coordinator(f"127.0.0.1:{listening.getsockname()[1]}", seconds=1)
+        free = listening.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(UsageError, match=rf"^no process 0 answers at --coordinator 127.0.0.1:{free} after 1 s \("
+                                         r".*\)\. Start process 0 first, with the same --coordinator$"):
+        wait_for_coordinator(f"127.0.0.1:{free}", seconds=1)
+    assert time.monotonic() - started < 5
 
 
 def test_composite_models_do_not_distribute(tmp_path, capsys):

@@ -13,7 +13,16 @@ from core.errors import DataError, ModelError
 from datasets.pipeline import make_dataset, prepare_image, to_numpy
 from datasets.synthetic_galaxies import milky_way
 from evaluation import neighbours
-from evaluation.neighbours import Gallery, GallerySpec, build_index, embedder, load_query, nearest, open_gallery
+from evaluation.neighbours import (
+    Gallery,
+    GallerySpec,
+    build_index,
+    embedder,
+    load_query,
+    nearest,
+    open_gallery,
+    search_query,
+)
 
 
 def test_a_gallery_image_is_its_own_nearest_neighbour(striped_folder, tmp_path):
@@ -40,7 +49,7 @@ def test_pixel_distance_is_the_brute_force_pixel_mse():
     source = spec.open()
     result = nearest("milky-way", k=5, embedding="pixels", image_size=16, limit=30)
     gallery, labels = to_numpy(make_dataset(source, image_size=16))
-    query = prepare_image(milky_way(16), 16)
+    query = search_query("milky-way", spec, source).mean(axis=0)    # the mean of its views, observed like the gallery
     mse = np.mean((gallery - query) ** 2, axis=(1, 2, 3))
     expected = np.argsort(mse)[:5]
     assert [row["index"] for row in result.rows] == expected.tolist()

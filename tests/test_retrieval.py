@@ -3,9 +3,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import train_tiny_classifier
 
 from core.errors import DataError
-from core.runs import TrainConfig
 from datasets.pipeline import make_dataset, to_numpy
 from evaluation.neighbours import GallerySpec
 from evaluation.retrieval import (
@@ -15,7 +15,6 @@ from evaluation.retrieval import (
     linear_probe_accuracy,
     precision_at_k,
 )
-from training import train
 
 
 def test_precision_at_k_on_points_on_a_line():
@@ -66,10 +65,7 @@ def test_linear_probe_needs_two_classes():
 
 @pytest.fixture(scope="module")
 def classifier_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "classifier"
-    train(TrainConfig(model="classifier", limit=60, image_size=16, epochs=1, batch_size=16, seed=2),
-          run_dir=run_dir, verbose=0)
-    return run_dir
+    return train_tiny_classifier(tmp_path_factory.mktemp("runs") / "classifier", limit=60, seed=2)
 
 
 def test_run_report_measures_scores_and_pixels_on_the_held_out_split(classifier_run, tmp_path):

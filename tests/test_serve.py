@@ -3,6 +3,8 @@ synthetic galaxies, a Galaxy10 file and an image folder; bad input is a 4xx with
 in Debian's Chromium driven by Playwright, shows the Milky Way's neighbours and follows a click on one."""
 import os
 import socket
+import struct
+import zlib
 
 import cv2
 import h5py
@@ -136,6 +138,14 @@ def tiny_png() -> bytes:
     return png(np.zeros((8, 8, 3), np.uint8))
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """An 8×8 PNG whose header says width×height: a few hundred bytes that would decode to a huge image."""
+    data = bytearray(tiny_png())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
 @pytest.mark.parametrize("method, url, body, status, message", [
     ("get", "/api/neighbours?k=0", None, 400,
      "k must be a whole number from 1 to 40, got '0'. Choose how many neighbours to show, e.g. 10"),
@@ -151,9 +161,17 @@ def tiny_png() -> bytes:
     ("post", "/api/neighbours", tiny_png(), 422, "the uploaded image is 8×8 px, smaller than the 16×16 px the model "
                                                  "looks at. Upload a cut-out of at least 16×16 px"),
     ("post", "/api/neighbours?k=-3", tiny_png(), 400, "k must be a whole number from 1 to 40, got '-3'"),
+    ("get", "/api/neighbours?k=²", None, 400, "k must be a whole number from 1 to 40, got '²'"),
+    ("get", "/api/neighbours?index=²", None, 400, "the galaxy index must be a whole number from 0 to 39, got '²'"),
+    ("get", "/api/galaxies/².png", None, 404, "the galaxy index must be a whole number from 0 to 39, got '²'"),
+    ("get", "/api/nothing", None, 404, "there is no /api/nothing. Use GET /"),
+    ("get", "/api/galaxies/..%2F..%2Fetc%2Fpasswd", None, 404, "there is no /api/galaxies/../../etc/passwd. Use GET /"),
+    ("post", "/api/neighbours", png_claiming(12_000, 12_000), 413, "the uploaded image is 12000×12000 px, more than "
+                                                                   "the 50 megapixels accepted. Upload a cut-out"),
+    ("delete", "/api/neighbours", None, 405, "/api/neighbours does not take DELETE. Use GET /"),
 ])
 def test_bad_input_is_a_4xx_with_a_readable_message(method, url, body, status, message, client):
-    response = client.post(url, content=body) if method == "post" else client.get(url)
+    response = client.post(url, content=body) if method == "post" else client.request(method.upper(), url)
     assert response.status_code == status
     assert list(response.json()) == ["error"] and response.json()["error"].startswith(message)
 

@@ -13,7 +13,8 @@ from core.files import write_png
 from core.runs import TrainConfig
 from training import train
 from training.run import resolve_recipe
-from zoo.simclr import GalaxyAugment, nt_xent
+from zoo.observation import GalaxyAugment
+from zoo.simclr import nt_xent
 
 AUGMENT = dict(shift=0.06, zoom=1.15, blur=1.0, noise=0.03, jitter=0.25)
 

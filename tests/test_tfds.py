@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-import cli
 import datasets
 import train
 from datasets.galaxy10 import DECALS_CLASSES, DECALS_FILE, SDSS_FILE, Galaxy10, class_folder, export
@@ -142,31 +141,29 @@ def test_a_tfrecord_dataset_is_read_in_order(tmp_path):
     assert source.labels().tolist() == [int(image[0, 0, 0]) % 10 for image in source.read(0, 9)[0]]
 
 
-def one_line_error(capfd, main, argv) -> str:
-    with pytest.raises(SystemExit) as stopped:
-        cli.run(lambda: main(argv))
-    err = capfd.readouterr().err
-    assert stopped.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
-    return err
-
-
-def test_an_unprepared_dataset_says_how_to_build_it(tmp_path, capfd):
-    err = one_line_error(capfd, train.main, ["--model", "classifier", "--dataset", "tfds:galaxy10_decals",
-                                             "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")])
+def test_an_unprepared_dataset_says_how_to_build_it(tmp_path, one_line_error):
+    err = one_line_error(train.main, ["--model", "classifier", "--dataset", "tfds:galaxy10_decals",
+                                      "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")])
     assert err.startswith("error: TFDS dataset 'galaxy10_decals' ")
     assert "python -m datasets.tfds build galaxy10_decals --manual_dir DOWNLOAD" in err
     assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
-def test_a_build_without_the_download_leaves_nothing(tmp_path, capfd):
+def test_a_build_without_the_download_leaves_nothing(tmp_path, one_line_error):
     (tmp_path / "download").mkdir()
     (tmp_path / "download" / "notes.txt").write_text("not the file")
-    err = one_line_error(capfd, tfds_main, ["build", "galaxy10_decals", "--manual_dir", str(tmp_path / "download"),
-                                            "--data_dir", str(tmp_path / "data")])
+    err = one_line_error(tfds_main, ["build", "galaxy10_decals", "--manual_dir", str(tmp_path / "download"),
+                                     "--data_dir", str(tmp_path / "data")])
     assert err == (f"error: {tmp_path / 'download'} holds none of {DECALS_FILE}. Download it and pass its folder or "
                    "the file with --manual_dir\n")
     assert not (tmp_path / "data").exists()
-    err = one_line_error(capfd, tfds_main, ["build", "galaxy10_decals", "--manual_dir", str(tmp_path / "nowhere")])
+    (tmp_path / "download" / DECALS_FILE).write_text("not HDF5")
+    err = one_line_error(tfds_main, ["build", "galaxy10_decals", "--manual_dir", str(tmp_path / "download"),
+                                     "--data_dir", str(tmp_path / "data")])
+    assert err.startswith(f"error: {tmp_path / 'download' / DECALS_FILE} is not an HDF5 file. ")
+    assert err.endswith(" and pass its path with --manual_dir\n")
+    assert not (tmp_path / "data").exists()
+    err = one_line_error(tfds_main, ["build", "galaxy10_decals", "--manual_dir", str(tmp_path / "nowhere")])
     assert err.startswith(f"error: --manual_dir {tmp_path / 'nowhere'} is not a folder holding the download. "
                           "Download Galaxy10_DECals.h5")
 
@@ -192,9 +189,9 @@ def test_export_writes_class_folders_and_a_table_and_resumes(tmp_path):
     assert len(folder) == 12 and folder.class_names[5] == "05_barred_spiral"
 
 
-def test_export_refuses_an_unwritable_folder(tmp_path, capfd):
+def test_export_refuses_an_unwritable_folder(tmp_path, one_line_error):
     h5 = write_galaxy10(tmp_path / DECALS_FILE, 2, 32)
     (tmp_path / "a-file").write_text("x")
-    err = one_line_error(capfd, galaxy10_main, ["--data-dir", str(h5), "--export", str(tmp_path / "a-file" / "out")])
+    err = one_line_error(galaxy10_main, ["--data-dir", str(h5), "--export", str(tmp_path / "a-file" / "out")])
     assert err == (f"error: cannot write to {tmp_path / 'a-file' / 'out'} ({tmp_path / 'a-file'} is a file, not a "
                    "folder). Choose a --export you can write to\n")

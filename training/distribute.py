@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import socket
+import time
 from dataclasses import dataclass, field
 
 import keras
@@ -23,6 +25,7 @@ import keras
 from core.errors import UsageError
 from core.runs import STRATEGIES
 
+COORDINATOR_WAIT_S = 60       # seconds a joining process waits for process 0 (JAX alone: 5 min, then abort)
 DISTRIBUTION_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                           "KERAS_DISTRIBUTION_PROCESS_ID")
 
@@ -138,6 +141,8 @@ def data_parallel(devices: int | None, coordinator: str | None, processes: int |
         if coordinator is not None and not coordinator.rpartition(":")[2].isdigit():
             raise UsageError(f"--coordinator must be HOST:PORT, got '{coordinator}'. Use e.g. --coordinator "
                              "host0:1234, the address of process 0")
+        if coordinator is not None and process_id != 0:
+            wait_for_coordinator(coordinator)
         try:
             keras.distribution.initialize(coordinator, processes, process_id)
         except (RuntimeError, ValueError) as error:
@@ -152,3 +157,20 @@ def data_parallel(devices: int | None, coordinator: str | None, processes: int |
         found = found[:devices]
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=found))
     return Distribution("data-parallel", len(found), jax.process_count(), jax.process_index())
+
+
+def wait_for_coordinator(coordinator: str, seconds: float = COORDINATOR_WAIT_S) -> None:
+    """Returns once HOST:PORT accepts a TCP connection, trying for `seconds`; else a UsageError. Without it, JAX
+    retries for five minutes and then aborts the process with a fatal error."""
+    host, _, port = coordinator.rpartition(":")
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
+                return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise UsageError(f"no process 0 answers at --coordinator {coordinator} after {seconds:g} s "
+                                 f"({error.strerror or error}). Start process 0 first, with the same --coordinator"
+                                 ) from None
+            time.sleep(0.5)

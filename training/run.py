@@ -36,10 +36,12 @@ from core.errors import DataError, ModelError
 from core.files import make_folder, process_runs, remove, writable, write_atomic, write_json, write_png
 from core.runs import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, RunFolder, TrainConfig
 from core.worlds import WORLD_IMAGE_SIZES
-from datasets.pipeline import data_errors, make_dataset, split_indices, stitch_tiles, tile_offsets, to_numpy
+from datasets.pipeline import data_errors, few_labels, make_dataset, split_indices, stitch_tiles, tile_offsets, to_numpy
 from datasets.source import Subset
 from training.callbacks import CollapseMonitor, EpochTimer, KnnMonitor, SampleWriter, StopOnNonFinite
 from training.distribute import Distribution, start
+from training.finetune import build as build_fine_tuned
+from training.finetune import check_fine_tune, fit_in_phases, schedule_record
 from zoo.parts import CompositeModel
 from zoo.registry import MAX_SEED
 
@@ -57,12 +59,15 @@ def versions() -> dict[str, str]:
             "h5py": h5py.__version__, "platform": platform.platform()}
 
 
-def model_options(config: TrainConfig, source: datasets.Source) -> dict:
-    """The builder options this run sets: the data decides size, channels and classes; flags the rest."""
+def model_options(config: TrainConfig, source: datasets.Source, train_rows: np.ndarray | None = None) -> dict:
+    """The builder options this run sets: the data decides size, channels and classes; flags the rest.
+    `train_rows`: the training rows when they are not the whole training split (--labels-per-class)."""
     entry = zoo.get_entry(config.model)
+    one_pass = (steps_per_pass(len(source), config) if train_rows is None
+                else max(1, -(-len(train_rows) // config.batch_size)))
     derived = {"image_size": config.image_size, "channels": source.channels, "seed": config.seed,
                "epochs": config.epochs, "batch_size": config.batch_size,
-               "steps_per_epoch": config.steps_per_epoch or steps_per_pass(len(source), config)}
+               "steps_per_epoch": config.steps_per_epoch or one_pass}
     if "num_classes" in entry.defaults:
         if not source.labeled:
             raise DataError(f"model '{config.model}' needs labels but dataset '{source.name}' is unlabeled. "
@@ -97,10 +102,15 @@ def check(config: TrainConfig) -> None:
         raise DataError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {config.seed}. Use e.g. --seed 0")
     if config.epochs <= 0:
         raise DataError(f"--epochs must be at least 1, got {config.epochs}. Use e.g. --epochs 10")
+    if config.from_run is None and config.freeze_epochs is not None:
+        raise DataError(f"--freeze-epochs {config.freeze_epochs} applies only when fine-tuning. "
+                        "Add --from RUN_OR_PRESET or drop --freeze-epochs")
     if not 0 < config.validation_fraction < 1:
         raise DataError(f"--validation-fraction must be between 0 and 1, got {config.validation_fraction}. "
                         "Use e.g. 0.1")
-    zoo.get_entry(config.model)
+    if config.labels_per_class is not None and "classify" not in zoo.get_entry(config.model).capabilities:
+        raise DataError(f"--labels-per-class trains on a few labeled images, but model '{config.model}' does not "
+                        "classify. Use --model classifier")
 
 
 def new_run_dir(model: str, root: str | Path = "runs") -> Path:
@@ -119,11 +129,18 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
 
     resume=True continues the run in `run_dir` from its last finished epoch (weights, optimizer and epoch
     counter come back from checkpoint/) until config.epochs. `distribution` (training/distribute.py): one
-    started for several processes; by default the one config.distribute names, on this process alone.
+    started for several processes; by default the one config.distribute names, on this process alone. A shipped
+    preset (core.runs) is read-only, so it is refused as `run_dir`.
     """
+    if run_dir is not None and (shipped := RunFolder(run_dir)).preset:
+        raise ModelError(f"preset '{shipped.preset}' ships with astrozoo and is read-only, so train.py does not write "
+                         f"into it. Train your own run with 'python train.py --model {config.model}', or copy "
+                         f"{shipped.root} to a folder of your own and --resume that")
+    resolve_recipe(config)
+    if config.from_run is not None:
+        check_fine_tune(config)
     if config.image_size is None:
         config.image_size = config.tile or WORLD_IMAGE_SIZES[zoo.get_entry(config.model).world]
-    resolve_recipe(config)
     check(config)
     distribution = distribution or start(config.distribute, config.devices)
     if config.batch_size < distribution.devices:
@@ -139,16 +156,22 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
     source = datasets.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
                            seed=config.seed, classes=config.classes, limit=config.limit,
                            scored="score" in zoo.get_entry(config.model).capabilities)
-    options = model_options(config, source)
+    train_rows = (None if config.labels_per_class is None
+                  else few_labels(source, config.labels_per_class, config.validation_fraction, config.seed))
+    options = model_options(config, source, train_rows)
     with distribution.scope():
-        model = zoo.create(config.model, **options)
+        if config.from_run is not None:
+            model, options = build_fine_tuned(config, source, options)
+        else:
+            model = zoo.create(config.model, **options)
     capabilities = zoo.get_entry(config.model).capabilities
     composite = isinstance(model, CompositeModel)
     if not composite:
         common = dict(image_size=config.image_size, crop=config.crop, tile=config.tile, batch_size=config.batch_size,
                       seed=config.seed, validation_fraction=config.validation_fraction,
                       drop_remainder=whole_batches_only(config, source, distribution))
-        train_data = make_dataset(source, split="train", shuffle=True, augment=config.augment,
+        train_data = make_dataset(source if train_rows is None else Subset(source, train_rows),
+                                  split="train" if train_rows is None else None, shuffle=True, augment=config.augment,
                                   repeat=config.steps_per_epoch is not None, **common)
         validation_data = make_dataset(source, split="validation", **common)
     elif resume or config.tile or config.crop or config.distribute != "none":
@@ -156,18 +179,20 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, resume: bool =
                          "and --distribute do not apply to it. Train it again without them")
 
     folder = RunFolder(run_dir)
+    schedule = {"schedule": schedule_record(config, options["learning_rate"])} if config.from_run else {}
     if resume:
         saved = folder.read_config()
         check_checkpoint(folder)
     with claimed(folder, resume):
         if resume:
-            write_json(folder.config, resumed_config(saved, config))
+            write_json(folder.config, {**resumed_config(saved, config), **schedule})
         else:
             write_json(folder.config, {
                 **dataclasses.asdict(config), "model_options": options, "world": zoo.get_entry(config.model).world,
                 "capabilities": list(capabilities), "class_names": list(source.class_names),
                 "n_images": len(source), "command": sys.argv, "versions": versions(),
                 "distribution": distribution.record(),
+                **schedule,
             })
         if composite:
             return run_dir, _fit_parts(config, source, model, folder, verbose)
@@ -251,10 +276,9 @@ def take_lock(lock: Path) -> None:
 
 def check_checkpoint(folder: RunFolder) -> None:
     """Reads every file of the run's checkpoint/ (Keras BackupAndRestore: weights in HDF5, the epoch in JSON), so
-    a damaged checkpoint stops a --resume before anything in the run changes."""
+    a damaged checkpoint stops a --resume before anything in the run changes. A run killed in its first epoch
+    has config.json but no checkpoint yet: it resumes from epoch 0."""
     files = sorted(folder.checkpoint.glob("*")) if folder.checkpoint.is_dir() else []
-    if not files:
-        raise ModelError(f"'{folder.root}' has no checkpoint/ to resume from. Train it again with a new --out")
     try:
         for path in files:
             if path.suffix == ".h5":
@@ -290,14 +314,17 @@ def _fit(config, source, model, options, capabilities, train_data, validation_da
         keras.callbacks.CSVLogger(str(folder.history), append=True),
         keras.callbacks.TensorBoard(str(folder.logs)),
     ]
+    fit_options = dict(x=train_data, validation_data=validation_data, steps_per_epoch=config.steps_per_epoch,
+                       callbacks=callbacks, verbose=verbose, shuffle=False)  # make_dataset already shuffles
     with data_errors():
-        history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
-                            steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose,
-                            shuffle=False)  # make_dataset already shuffles
+        if config.from_run is not None:
+            history = fit_in_phases(model, config, learning_rate, folder, **fit_options)
+        else:
+            history = model.fit(epochs=config.epochs, **fit_options).history
     if config.tile and "generate" in capabilities and inspect_samples:
         write_png(folder.samples / "stitched.png", stitched_image(model, source, config))
     write_atomic(folder.model, model.save)
-    return {name: float(values[-1]) for name, values in history.history.items() if values}
+    return {name: float(values[-1]) for name, values in history.items() if values}
 
 
 def sample_callbacks(config: TrainConfig, source, capabilities, validation_data, folder: RunFolder) -> list:

@@ -175,9 +175,10 @@ def load_keras(path: Path):
 
 
 def load(run_dir: str | Path, trust_pickle: bool = False):
-    """The trained model of a run folder written by train.py, ready to use: `model.keras`, or the folder of
-    parts `model/` read by the entry's loader. trust_pickle=True also reads parts saved as pickles by older
-    versions (which can run code: only for runs you trust)."""
+    """The trained model of a run folder written by train.py (a path, or `preset:NAME` for one shipped in presets/:
+    core.runs), ready to use: `model.keras`, or the folder of parts `model/` read by the entry's loader.
+    trust_pickle=True also reads parts saved as pickles by older versions (which can run code: only for runs you
+    trust)."""
     folder = RunFolder(run_dir)
     if not folder.config.is_file() or folder.saved_model() is None:
         raise ModelError(f"'{run_dir}' is not a finished run folder (no config.json, or no model.keras / model/). "

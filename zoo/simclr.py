@@ -3,12 +3,12 @@
 Each image is augmented twice; the encoder and a small projection head map both views to vectors, and the
 NT-Xent loss pulls the two views of one galaxy together while pushing them away from every other image in the
 batch. The augmentations randomise what should not matter for "which galaxies look alike" (orientation, a
-small shift, size, seeing, noise, brightness and colour), so what two views of one galaxy share and other
+small shift, size, seeing, noise, brightness, colour and display curve), so what two views of one galaxy share and other
 galaxies do not is its structure: bars, arms, edge-on discs, tidal tails. `encode` returns the encoder's
 pooled features, before the projection head, which keeps more of that information (Chen et al., Sec. 4.2).
 
-Blocks, top to bottom: `GalaxyAugment` (keras.ops and keras.random, so it runs inside the model on any
-backend), `conv_encoder` (residual conv stages with BatchNorm, global average pool), `projection_head`
+Blocks, top to bottom (the views, `GalaxyAugment`, and each image's own stretch, `PercentileStretch`, live in
+zoo/observation.py): `conv_encoder` (residual conv stages with BatchNorm, global average pool), `projection_head`
 (MLP), `nt_xent` (the loss, keras.ops), the `SimCLR` model and its builder. Labels in the batches are ignored,
 so it trains on any source, labeled or not.
 """
@@ -22,77 +22,10 @@ from keras import layers, ops
 from core.errors import ModelError
 from core.worlds import GALAXY_SIZE
 from zoo.inference import predict
+from zoo.observation import STRETCH_PERCENTILES, GalaxyAugment, Greyscale, PercentileStretch
 from zoo.registry import register
 
 STAGES = 4   # the encoder halves the image STAGES times: 64 px → 4 px
-
-
-@keras.saving.register_keras_serializable(package="astrozoo")
-class GalaxyAugment(layers.Layer):
-    """A random galaxy-safe view of each image in a batch of images in [0, 1], same shape, still in [0, 1].
-
-    One affine resample per image (any rotation angle, a mirror flip, zoom in [1/zoom, zoom], shift up to
-    `shift` of the side; outside the frame the edge is reflected, which keeps sky there), then a PSF-like
-    Gaussian blur mixed in by a random amount up to `blur`, brightness × exp(±jitter) and each colour ×
-    exp(±jitter/3), and Gaussian noise of standard deviation up to `noise`. Nothing is cropped away beyond
-    the zoom. The same seed gives the same views.
-    """
-
-    def __init__(self, shift: float, zoom: float, blur: float, noise: float, jitter: float, seed: int, **kwargs):
-        super().__init__(**kwargs)
-        self.shift, self.zoom, self.blur, self.noise, self.jitter, self.seed = shift, zoom, blur, noise, jitter, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        radius = 2
-        taps = [math.exp(-0.5 * (i / 1.0) ** 2) for i in range(-radius, radius + 1)]   # σ = 1 px
-        self.taps = [t / sum(taps) for t in taps]
-
-    def uniform(self, n, low: float, high: float, channels: int = 1):
-        return keras.random.uniform((n, channels), low, high, seed=self.seed_generator)
-
-    def call(self, images):
-        images = ops.cast(images, "float32")
-        n, size, channels = ops.shape(images)[0], images.shape[1], images.shape[-1]
-        images = ops.image.affine_transform(images, self.transforms(n, size), fill_mode="reflect")
-        if self.blur > 0:
-            amount = ops.reshape(self.uniform(n, 0.0, self.blur), (-1, 1, 1, 1))
-            images = images + amount * (self.gaussian_blur(images, channels) - images)
-        if self.jitter > 0:
-            brightness = ops.exp(self.uniform(n, -self.jitter, self.jitter))
-            colour = ops.exp(self.uniform(n, -self.jitter / 3, self.jitter / 3, channels))
-            images = images * ops.reshape(brightness * colour, (-1, 1, 1, channels))
-        if self.noise > 0:
-            sigma = ops.reshape(self.uniform(n, 0.0, self.noise), (-1, 1, 1, 1))
-            images = images + sigma * keras.random.normal(ops.shape(images), seed=self.seed_generator)
-        return ops.clip(images, 0.0, 1.0)
-
-    def transforms(self, n, size: int):
-        """Rows [a0, a1, a2, b0, b1, b2, 0, 0] mapping output pixels to input pixels: the image is rotated and
-        mirrored about its centre, scaled by `scale` and moved by up to `shift` of the side along each axis."""
-        angle = self.uniform(n, 0.0, 2 * math.pi)
-        mirror = ops.sign(self.uniform(n, -1.0, 1.0))
-        scale = ops.exp(self.uniform(n, -math.log(self.zoom), math.log(self.zoom)))
-        shift_x, shift_y = (self.uniform(n, -self.shift * size, self.shift * size) for _ in range(2))
-        cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
-        a0, a1, b0, b1 = cos * mirror, -sin, sin * mirror, cos
-        centre = (size - 1) / 2
-        # output pixel p reads input pixel A (p - centre - shift) + centre
-        a2 = centre - a0 * (centre + shift_x) - a1 * (centre + shift_y)
-        b2 = centre - b0 * (centre + shift_x) - b1 * (centre + shift_y)
-        return ops.concatenate([a0, a1, a2, b0, b1, b2, ops.zeros_like(a0), ops.zeros_like(a0)], axis=1)
-
-    def gaussian_blur(self, images, channels: int):
-        """A separable σ = 1 px Gaussian, the seeing of a slightly worse night."""
-        taps = ops.convert_to_tensor(self.taps, "float32")
-        rows = ops.tile(ops.reshape(taps, (-1, 1, 1, 1)), (1, 1, channels, 1))
-        columns = ops.tile(ops.reshape(taps, (1, -1, 1, 1)), (1, 1, channels, 1))
-        return ops.depthwise_conv(ops.depthwise_conv(images, rows, padding="same"), columns, padding="same")
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "shift": self.shift, "zoom": self.zoom, "blur": self.blur,
-                "noise": self.noise, "jitter": self.jitter, "seed": self.seed}
 
 
 def batch_norm() -> layers.BatchNormalization:
@@ -115,12 +48,15 @@ def residual_block(x, filters: int, stride: int):
     return layers.Activation("relu")(layers.Add()([x, shortcut]))
 
 
-def conv_encoder(image_size: int, channels: int, feature_dim: int) -> keras.Model:
-    """Image → `feature_dim` pooled features: a strided stem, then STAGES residual stages that double the filters
-    up to `feature_dim` (and, after the first, halve the side), then global average pooling."""
+def conv_encoder(image_size: int, channels: int, feature_dim: int, normalise: bool, colour: bool) -> keras.Model:
+    """Image → `feature_dim` pooled features: without `colour` the intensity alone, with `normalise` each image's
+    own percentile stretch, then a strided stem, STAGES residual stages that double the filters up to `feature_dim`
+    (and, after the first, halve the side), and global average pooling."""
     width = feature_dim // 2 ** (STAGES - 1)
     inputs = keras.Input((image_size, image_size, channels))
-    x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = inputs if colour else Greyscale(name="greyscale")(inputs)
+    x = PercentileStretch(*STRETCH_PERCENTILES, name="stretch")(x) if normalise else x
+    x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(x)
     x = layers.Activation("relu")(batch_norm()(x))
     for stage in range(STAGES):
         x = residual_block(x, width * 2 ** stage, stride=1 if stage == 0 else 2)
@@ -150,7 +86,8 @@ class SimCLR(keras.Model):
     """Two augmented views → encoder → projection head → NT-Xent; `encode` gives the encoder's features."""
 
     def __init__(self, image_size: int, channels: int, feature_dim: int, projection_dim: int, temperature: float,
-                 shift: float, zoom: float, blur: float, noise: float, jitter: float, seed: int, **kwargs):
+                 shift: float, zoom: float, blur: float, noise: float, jitter: float, gamma: float, normalise: bool,
+                 colour: bool, seed: int, **kwargs):
         super().__init__(**kwargs)
         if image_size < 2 ** STAGES:
             raise ModelError(f"simclr needs an image size of at least {2 ** STAGES} (it halves it {STAGES} times), "
@@ -163,9 +100,11 @@ class SimCLR(keras.Model):
         self.image_size, self.channels, self.feature_dim = image_size, channels, feature_dim
         self.projection_dim = projection_dim
         self.temperature = temperature
-        self.augment_options = dict(shift=shift, zoom=zoom, blur=blur, noise=noise, jitter=jitter, seed=seed)
+        self.normalise, self.colour = normalise, colour
+        self.augment_options = dict(shift=shift, zoom=zoom, blur=blur, noise=noise, jitter=jitter, gamma=gamma,
+                                    seed=seed)
         self.augmenter = GalaxyAugment(**self.augment_options, name="augment")
-        self.encoder = conv_encoder(image_size, channels, feature_dim)
+        self.encoder = conv_encoder(image_size, channels, feature_dim, normalise, colour)
         self.head = projection_head(feature_dim, feature_dim, projection_dim)
         self.build((None, image_size, image_size, channels))
 
@@ -189,7 +128,12 @@ class SimCLR(keras.Model):
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "channels": self.channels,
                 "feature_dim": self.feature_dim, "projection_dim": self.projection_dim, "temperature": self.temperature,
-                **self.augment_options}
+                "normalise": self.normalise, "colour": self.colour, **self.augment_options}
+
+    @classmethod
+    def from_config(cls, config):
+        """Runs saved before the display-curve views and the stretch existed load without them, as trained."""
+        return cls(**{"gamma": 0.0, "normalise": False, "colour": True, **config})
 
 
 @keras.saving.register_keras_serializable(package="astrozoo")
@@ -213,12 +157,13 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 @register("simclr", world="galaxies", capabilities=("encode",))
 def simclr(image_size: int = GALAXY_SIZE, channels: int = 3, feature_dim: int = 128, projection_dim: int = 128,
            temperature: float = 0.2, shift: float = 0.06, zoom: float = 1.3, blur: float = 1.0,
-           noise: float = 0.03, jitter: float = 0.25, learning_rate: float = 2e-3, weight_decay: float = 1e-4,
+           noise: float = 0.03, jitter: float = 0.25, gamma: float = 0.5, normalise: bool = True, colour: bool = False,
+           learning_rate: float = 2e-3, weight_decay: float = 1e-4,
            warmup_epochs: int = 2, epochs: int = 25, batch_size: int = 256, steps_per_epoch: int = 15,
            seed: int = 0) -> SimCLR:
     """Self-supervised contrastive galaxy encoder (SimCLR); needs no labels."""
     model = SimCLR(image_size, channels, feature_dim, projection_dim, temperature, shift, zoom, blur, noise, jitter,
-                   seed, name="simclr")
+                   gamma, normalise, colour, seed, name="simclr")
     schedule = WarmupCosine(learning_rate, warmup_epochs * steps_per_epoch, epochs * steps_per_epoch)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay))
     return model

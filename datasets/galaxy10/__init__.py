@@ -68,8 +68,10 @@ class Galaxy10(Source):
     name = "galaxy10"
     channels = 3
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, path_flag: str = "--data-dir"):
+        """`path_flag`: the option that gave the path, named when the file is not Galaxy10."""
         self.path = Path(path)
+        self.path_flag = path_flag
         self._file: h5py.File | None = None
         self._file_pid: int | None = None
         self._metadata: dict[str, np.ndarray] | None = None
@@ -83,7 +85,7 @@ class Galaxy10(Source):
     def _validate(self) -> tuple[np.ndarray, tuple[int, int, int]]:
         """Checks format, keys, dtypes, shapes and labels; returns the labels (int64) and the image shape."""
         if not h5py.is_hdf5(self.path):
-            raise DataError(f"{self.path} is not an HDF5 file. {DOWNLOAD_HINT} and pass its path with --data-dir")
+            raise DataError(f"{self.path} is not an HDF5 file. {DOWNLOAD_HINT} and pass its path with {self.path_flag}")
         try:
             h5 = self._open()
         except OSError as error:
@@ -180,6 +182,7 @@ def export(source: Galaxy10, folder: str | os.PathLike, image_format: str = "png
     from tqdm import tqdm
 
     from core.files import write_atomic, write_png
+    from datasets.pipeline import read_rows
 
     if image_format not in EXPORT_FORMATS:
         raise DataError(f"unknown export format '{image_format}'. Use one of: {', '.join(EXPORT_FORMATS)}")
@@ -192,7 +195,8 @@ def export(source: Galaxy10, folder: str | os.PathLike, image_format: str = "png
             todo = [row for row in range(start, min(start + EXPORT_ROWS, len(source)))
                     if not (folder / paths[row]).exists()]
             if todo:
-                images, _ = source.read(todo[0], todo[-1] + 1)
+                images, _ = read_rows(source, todo[0], todo[-1] + 1, "Download the file again; the export "
+                                      "resumes where it stopped")
                 for row in todo:
                     write_png(folder / paths[row], images[row - todo[0]])
             bar.update(min(EXPORT_ROWS, len(source) - start))

@@ -1,403 +1,55 @@
 """Built-in synthetic galaxy images: five Galaxy10-style morphology classes rendered from a seed, no download.
 
-The zoo must train, test and demo offline, so this module paints RGB galaxy cut-outs that look like
-Galaxy10 DECals stamps. Each galaxy is built from the components astronomers fit to real ones: Sérsic
-bulges and ellipticals, inclined exponential discs, logarithmic spiral arms with star-forming knots and
-dust lanes, Ferrers bars whose ends launch the arms, thin edge-on discs with a dust lane, and merging
-pairs with tidal tails. It is then "observed": background stars and galaxies, a Gaussian PSF with
-faint wings, sky level, Poisson-like and read noise, and a colour-preserving asinh stretch to uint8.
+The zoo must train, test and demo offline, so this module paints RGB galaxy cut-outs. Each galaxy is built from
+the components astronomers fit to real ones: Sérsic bulges and ellipticals, lenticulars, inclined exponential
+discs, logarithmic spiral arms (grand-design or flocculent) with star-forming knots and dust lanes, Ferrers bars
+whose ends launch the arms, rings, thin edge-on discs with a dust lane, merging pairs with tidal tails and
+disturbed irregulars. It is then observed under conditions drawn per image (observe.py: its size in the frame,
+depth, seeing, sky, foreground stars and background galaxies, display stretch, colour balance, JPEG), so that
+a model trained here has to learn the galaxy rather than one look of the sky.
 
-Orientation, mirror image, centring offset, half-light radius, total flux and integrated colour are
-drawn from the same distributions for every class (colour gradients inside a galaxy are kept), so a
-model has to learn the spatial structure: brightness or mean colour alone barely tell classes apart.
+Orientation, mirror image, centring offset, size, surface brightness and integrated colour are drawn from the
+same distributions for every class (colour gradients inside a galaxy are kept), so a model has to learn the
+spatial structure: brightness or mean colour alone barely tell classes apart.
 
 Geometry is expressed in pixels of a 64×64 frame whatever the output size, so a galaxy looks the same
 at 16 or 256 px; sizes below 48 px are rendered at a multiple and averaged down to avoid aliasing.
-Image i of a dataset is rendered with `np.random.default_rng([seed, i])`, so it never depends on how
-the dataset is read. Preview: `python -m datasets.synthetic_galaxies --preview galaxies.png` (evaluation/preview.py).
+Image i of a dataset is rendered with `np.random.default_rng([seed, i])`, split into one stream for the galaxy
+and one for its observation, so it never depends on how the dataset is read, and the same galaxy can be
+observed again under other conditions (`render(..., held_out_condition=...)`). Preview:
+`python -m datasets.synthetic_galaxies --preview galaxies.png` (evaluation/preview.py).
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-import cv2
 import numpy as np
-from scipy import special
 
 from core.errors import DataError
 from datasets.source import Source
+from datasets.synthetic_galaxies.morphology import (
+    CENTRE_OFFSET_MAX,
+    CENTRE_OFFSET_SIGMA,
+    FLUX_RANGE,
+    GALAXY_DRAWERS,
+    REFERENCE_HALF_LIGHT,
+    DiscShape,
+    add_neighbours,
+    add_stars,
+    calibrate,
+    draw_disc,
+    galaxy_frame,
+    pixel_grid,
+    random_colour,
+    render_size,
+)
+from datasets.synthetic_galaxies.observe import Conditions, draw_conditions, held_out, log_uniform, observe
 
 CLASS_NAMES = ("Round Smooth", "Edge-on", "Barred Spiral", "Unbarred Spiral", "Merging")
 DEFAULT_N = 5000
 MIN_SIZE, MAX_SIZE = 16, 256
-
-REFERENCE_SIZE = 64          # all lengths are in pixels of a 64x64 frame
-MIN_RENDER_SIZE = 48         # smaller outputs are rendered at a multiple of their size, then averaged down
-CORE_SOFTENING = 0.5         # px, keeps cuspy profiles finite at the centre
-HALF_LIGHT_RANGE = (5.0, 11.0)      # px, log-uniform, every class
-FLUX_RANGE = (4000.0, 40000.0)      # total flux in sky-noise units per px, log-uniform, every class
-CENTRE_OFFSET_SIGMA, CENTRE_OFFSET_MAX = 1.5, 4.0   # px
-
-# Relative RGB tints of the components; the galaxy's integrated colour is set separately.
-BULGE_TINT = (1.25, 1.0, 0.72)       # old stars: yellow-red
-DISC_TINT = (1.0, 1.0, 0.95)
-ARM_TINT = (0.75, 0.95, 1.35)        # young stars and HII regions: blue
-TAIL_TINT = (0.85, 0.97, 1.2)
-EXTINCTION = np.array([0.7, 1.0, 1.35], dtype=np.float32)   # dust dims blue most
-
-# Observation: PSF, noise and the display stretch, in sky-noise units.
-PSF_SIGMA_RANGE = (0.5, 0.85)        # px
-PSF_WING_FRACTION, PSF_WING_SCALE = 0.12, 3.5
-SKY_PEDESTAL_RANGE = (0.0, 1.0)      # residual sky level
-GAIN_RANGE = (3.0, 10.0)             # signal units per Poisson count
-STRETCH_SOFTENING = 2.5              # asinh is linear below this level, logarithmic above
-STRETCH_WHITE = 1500.0               # level that maps to full scale
-
 MILKY_WAY_SEED = 1915                # Shapley's year: fixes the knots and noise of `milky_way`
-
-
-@dataclass(frozen=True)
-class DiscShape:
-    """A disc galaxy: exponential disc, Sérsic bulge, optional bar and logarithmic spiral arms (lengths in px)."""
-
-    scale_length: float
-    axis_ratio: float               # cos(inclination)
-    bulge_fraction: float
-    bulge_radius: float
-    bulge_index: float
-    arm_count: int = 0
-    arm_fraction: float = 0.0       # share of the light in the arms (and their knots)
-    pitch_deg: float = 15.0
-    arm_width: float = 3.0          # sharpness exponent of the arm cross-section
-    arm_start: float = 1.0          # radius where the arms begin (the bar ends, when barred)
-    arm_angle: float = 0.0          # disc-plane angle where the first arm begins (along the bar)
-    minor_arm_share: float = 0.0    # share of arm light in a second, fainter arm set between the main arms
-    bar_fraction: float = 0.0
-    bar_length: float = 0.0         # bar semi-major axis
-    bar_axis_ratio: float = 0.3
-    dust_depth: float = 0.0         # optical depth of the lanes on the inner edges of the arms
-    knottiness: float = 0.5         # strength of the star-forming knots along the arms
-
-
-@functools.lru_cache(maxsize=8)
-def _pixel_grid(render_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates (x right, y down) in reference px, centred on the frame, read-only."""
-    axis = (np.arange(render_size, dtype=np.float32) + 0.5 - render_size / 2) * (REFERENCE_SIZE / render_size)
-    x, y = np.meshgrid(axis, axis)
-    x.flags.writeable = y.flags.writeable = False
-    return x, y
-
-
-def _render_size(size: int) -> int:
-    """The working resolution: `size`, or the smallest multiple of it of at least MIN_RENDER_SIZE."""
-    return size * math.ceil(MIN_RENDER_SIZE / size)
-
-
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
-
-
-def _galaxy_frame(x: np.ndarray, y: np.ndarray, centre: Sequence[float], angle: float,
-                  mirror: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Coordinates in a galaxy's own frame: u along its major axis, v across it (mirrored if asked)."""
-    cos_a, sin_a = np.float32(math.cos(angle)), np.float32(math.sin(angle))
-    dx, dy = x - np.float32(centre[0]), y - np.float32(centre[1])
-    u = cos_a * dx + sin_a * dy
-    v = cos_a * dy - sin_a * dx
-    return u, (-v if mirror else v)
-
-
-def _random_frame(x: np.ndarray, y: np.ndarray, centre: Sequence[float],
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A galaxy frame at any position angle, mirrored half the time (spiral arms wind either way)."""
-    return _galaxy_frame(x, y, centre, rng.uniform(0, 2 * math.pi), bool(rng.random() < 0.5))
-
-
-def _elliptical_radius(u: np.ndarray, v: np.ndarray, axis_ratio: float) -> np.ndarray:
-    return np.sqrt(u * u + (v / np.float32(axis_ratio)) ** 2 + np.float32(CORE_SOFTENING ** 2))
-
-
-def _sersic(radius: np.ndarray, half_light: float, index: float) -> np.ndarray:
-    """Sérsic profile exp(-b_n((r/r_e)^(1/n) - 1)); b_n from the Ciotti & Bertin expansion."""
-    b = 2 * index - 1 / 3 + 4 / (405 * index) + 46 / (25515 * index ** 2)
-    return np.exp(np.float32(-b) * ((radius / np.float32(half_light)) ** np.float32(1 / index) - 1))
-
-
-def _sech_squared(z: np.ndarray) -> np.ndarray:
-    """sech²(z), the vertical light profile of a self-gravitating disc, without overflow far from the plane."""
-    decay = np.exp(-2 * np.abs(z))
-    return 4 * decay / (1 + decay) ** 2
-
-
-def _tint(base: Sequence[float], rng: np.random.Generator, jitter: float = 0.06) -> np.ndarray:
-    """A component colour: `base` with a small random change per channel."""
-    return (np.asarray(base) * np.exp(rng.normal(0, jitter, 3))).astype(np.float32)
-
-
-def _compose(parts: Sequence[tuple[np.ndarray, float, np.ndarray]]) -> np.ndarray:
-    """Sum of (map, flux fraction, tint) components as an RGB image; each map is normalised to unit flux."""
-    light = np.zeros((*parts[0][0].shape, 3), dtype=np.float32)
-    for brightness, fraction, tint in parts:
-        total = float(brightness.sum())
-        if fraction > 0 and total > 0:
-            light += brightness[..., None] * (np.float32(fraction / total) * tint)
-    return light
-
-
-def _smooth_noise(shape: tuple[int, int], sigma_px: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian random field with correlation length `sigma_px` (render px), zero mean, unit std."""
-    field = cv2.GaussianBlur(rng.standard_normal(shape, dtype=np.float32), (0, 0), sigma_px)
-    return (field - field.mean()) / (field.std() + np.float32(1e-6))
-
-
-def _splat(points_x: np.ndarray, points_y: np.ndarray, weights: np.ndarray, render_size: int) -> np.ndarray:
-    """Point weights (positions in reference px) deposited on the render grid with bilinear interpolation."""
-    scale = REFERENCE_SIZE / render_size
-    px = points_x / scale + render_size / 2 - 0.5
-    py = points_y / scale + render_size / 2 - 0.5
-    left, top = np.floor(px), np.floor(py)
-    fx, fy = px - left, py - top
-    canvas = np.zeros(render_size * render_size, dtype=np.float64)
-    for dx, dy, share in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        col, row = (left + dx).astype(np.int64), (top + dy).astype(np.int64)
-        inside = (col >= 0) & (col < render_size) & (row >= 0) & (row < render_size)
-        canvas += np.bincount(row[inside] * render_size + col[inside], weights=(weights * share)[inside],
-                              minlength=render_size * render_size)
-    return canvas.reshape(render_size, render_size).astype(np.float32)
-
-
-def _draw_disc(u: np.ndarray, v: np.ndarray, shape: DiscShape, rng: np.random.Generator) -> np.ndarray:
-    """A disc galaxy in its own frame: disc, bulge, bar, knotty spiral arms and their dust lanes."""
-    h = np.float32(shape.scale_length)
-    q = shape.axis_ratio
-    thick_q = math.sqrt(q * q + 0.15 ** 2 * (1 - q * q))          # discs have some thickness
-    disc_u, disc_v = u, v / np.float32(q)                            # coordinates in the disc plane
-    radius = np.sqrt(disc_u * disc_u + disc_v * disc_v + np.float32(CORE_SOFTENING ** 2))
-    smooth_disc = np.exp(-_elliptical_radius(u, v, thick_q) / h)
-    bulge = _sersic(_elliptical_radius(u, v, max(q, 0.75)), shape.bulge_radius, shape.bulge_index)
-    parts = [(bulge, shape.bulge_fraction, _tint(BULGE_TINT, rng))]
-    render_size = u.shape[0]
-    attenuation = None
-    if shape.bar_fraction > 0:
-        cos_b, sin_b = np.float32(math.cos(shape.arm_angle)), np.float32(math.sin(shape.arm_angle))
-        along = np.abs(cos_b * disc_u + sin_b * disc_v) / np.float32(shape.bar_length)
-        across = np.abs(cos_b * disc_v - sin_b * disc_u) / np.float32(shape.bar_length * shape.bar_axis_ratio)
-        bar_radius_sq = (along ** 3 + across ** 3) ** np.float32(2 / 3)   # boxy ellipse, exponent 3
-        bar = np.clip(1 - bar_radius_sq, 0, None) ** 2                    # Ferrers profile
-        parts.append((bar, shape.bar_fraction, _tint(BULGE_TINT, rng)))
-    if shape.arm_count:
-        theta = np.arctan2(disc_v, disc_u)
-        winding = np.log(radius / np.float32(shape.arm_start)) / np.float32(math.tan(math.radians(shape.pitch_deg)))
-        phase = shape.arm_count * (theta - np.float32(shape.arm_angle) - winding)
-        onset = 1 - np.exp(-(radius / np.float32(shape.arm_start)) ** 3)   # arms grow out of the bar ends
-        cross_section = ((1 + np.cos(phase)) / 2) ** np.float32(shape.arm_width)
-        if shape.minor_arm_share > 0:
-            minor = ((1 - np.cos(phase)) / 2) ** np.float32(shape.arm_width * 1.5)
-            cross_section = (1 - shape.minor_arm_share) * cross_section + shape.minor_arm_share * minor
-        knots = np.exp(np.float32(shape.knottiness) * _smooth_noise(radius.shape, 0.6 * render_size / 64, rng))
-        wobble = 1 + 0.35 * _smooth_noise(radius.shape, 3.0 * render_size / 64, rng)
-        arms = cross_section * onset * np.exp(-radius / (1.3 * h)) * knots * np.clip(wobble, 0.2, None)
-        parts.append((arms, shape.arm_fraction, _tint(ARM_TINT, rng)))
-        if shape.dust_depth > 0:
-            lane = ((1 + np.cos(phase - np.float32(0.6))) / 2) ** np.float32(2 * shape.arm_width)
-            depth = np.float32(shape.dust_depth) * lane * onset * np.exp(-radius / (2 * h))
-            attenuation = np.exp(-depth[..., None] * EXTINCTION)
-    disc_fraction = 1 - shape.bulge_fraction - shape.bar_fraction - shape.arm_fraction
-    parts.append((smooth_disc, disc_fraction, _tint(DISC_TINT, rng)))
-    light = _compose(parts)
-    return light if attenuation is None else light * attenuation
-
-
-def _random_disc(half_light: float, barred: bool, rng: np.random.Generator) -> DiscShape:
-    """Disc parameters of a barred or unbarred spiral, seen from face-on to about 60 degrees."""
-    bulge_fraction = rng.uniform(0.03, 0.2) if barred else rng.uniform(0.05, 0.35)
-    scale_length = half_light / 1.68 * (1 + 0.6 * bulge_fraction)
-    bar_length = scale_length * rng.uniform(1.2, 2.0) if barred else 0.0
-    return DiscShape(
-        scale_length=scale_length,
-        axis_ratio=math.cos(math.radians(rng.uniform(0, 58))),
-        bulge_fraction=bulge_fraction,
-        bulge_radius=scale_length * rng.uniform(0.25, 0.5),
-        bulge_index=rng.uniform(1.0, 3.0),
-        arm_count=2 if barred else int(rng.choice([2, 2, 2, 3, 4])),
-        arm_fraction=rng.uniform(0.3, 0.55),
-        pitch_deg=rng.uniform(12, 30),
-        arm_width=rng.uniform(2.0, 5.0),
-        arm_start=bar_length if barred else scale_length * rng.uniform(0.35, 0.7),
-        arm_angle=rng.uniform(0, 2 * math.pi),
-        minor_arm_share=rng.uniform(0, 0.3) if rng.random() < 0.4 else 0.0,
-        bar_fraction=rng.uniform(0.15, 0.3) if barred else 0.0,
-        bar_length=bar_length,
-        bar_axis_ratio=rng.uniform(0.2, 0.32),
-        dust_depth=rng.uniform(0, 1.2),
-        knottiness=rng.uniform(0.3, 0.9),
-    )
-
-
-def _draw_round_smooth(x, y, centre, half_light, rng) -> np.ndarray:
-    """An elliptical: a smooth, nearly round Sérsic profile (n from 1.5 to 5) with a redder core."""
-    u, v = _random_frame(x, y, centre, rng)
-    index = rng.uniform(1.5, 5.0)
-    radius = _elliptical_radius(u, v, rng.uniform(0.6, 1.0))
-    return _compose([(_sersic(radius, half_light, index), 0.8, _tint(DISC_TINT, rng)),
-                     (_sersic(radius, 0.35 * half_light, index), 0.2, _tint(BULGE_TINT, rng))])
-
-
-def _draw_edge_on(x, y, centre, half_light, rng) -> np.ndarray:
-    """A disc seen edge-on: thin and thick sech² discs, an optional bulge, often a dust lane."""
-    u, v = _random_frame(x, y, centre, rng)
-    h = half_light / 1.68
-    scale_height = h * rng.uniform(0.06, 0.14)
-    radial = np.abs(u) / np.float32(h) + np.float32(1e-3)
-    along = radial * special.k1e(radial) * np.exp(-radial)              # exponential disc seen through
-    along *= special.expit((np.float32(rng.uniform(3.5, 5.0)) - radial) * 4)   # disc truncation
-    warp = np.float32(rng.normal(0, 0.04) * scale_height) * radial ** 2 * np.sign(u)
-    height = v - warp
-    thin = along * _sech_squared(height / np.float32(scale_height))
-    thick = along ** np.float32(0.8) * _sech_squared(height / np.float32(2.5 * scale_height))
-    bulge_fraction = rng.uniform(0.0, 0.35) if rng.random() < 0.6 else 0.0
-    bulge_radius = _elliptical_radius(u, v, rng.uniform(0.55, 0.9))
-    light = _compose([(thin, (1 - bulge_fraction) * 0.8, _tint(DISC_TINT, rng)),
-                      (thick, (1 - bulge_fraction) * 0.2, _tint(DISC_TINT, rng)),
-                      (_sersic(bulge_radius, h * rng.uniform(0.3, 0.6), rng.uniform(1, 3)), bulge_fraction,
-                       _tint(BULGE_TINT, rng))])
-    if rng.random() < 0.7:
-        offset, width = rng.uniform(-0.6, 0.6) * scale_height, rng.uniform(0.4, 0.8) * scale_height
-        lane = np.exp(-((height - np.float32(offset)) / np.float32(width)) ** 2) * np.exp(-radial / 2.5)
-        light *= np.exp(-np.float32(rng.uniform(0.5, 2.5)) * lane[..., None] * EXTINCTION)
-    return light
-
-
-def _draw_spiral(x, y, centre, half_light, rng, barred: bool) -> np.ndarray:
-    u, v = _random_frame(x, y, centre, rng)
-    return _draw_disc(u, v, _random_disc(half_light, barred, rng), rng)
-
-
-def _draw_barred_spiral(x, y, centre, half_light, rng) -> np.ndarray:
-    """A spiral with a bar; two arms start at the bar ends."""
-    return _draw_spiral(x, y, centre, half_light, rng, barred=True)
-
-
-def _draw_unbarred_spiral(x, y, centre, half_light, rng) -> np.ndarray:
-    """A spiral with 2-4 arms starting around the bulge."""
-    return _draw_spiral(x, y, centre, half_light, rng, barred=False)
-
-
-def _tidal_warp(x, y, member, companion, strength: float) -> tuple[np.ndarray, np.ndarray]:
-    """Coordinates bent and stretched towards `companion`, so the member's isophotes look tidally pulled."""
-    axis = np.subtract(companion, member) / (np.hypot(*np.subtract(companion, member)) + 1e-6)
-    along = (x - np.float32(member[0])) * np.float32(axis[0]) + (y - np.float32(member[1])) * np.float32(axis[1])
-    across = (y - np.float32(member[1])) * np.float32(axis[0]) - (x - np.float32(member[0])) * np.float32(axis[1])
-    along = along / np.float32(1 + strength)
-    across = across + np.float32(strength * 0.08) * along * np.abs(along) / np.float32(4)
-    return (np.float32(member[0]) + along * np.float32(axis[0]) - across * np.float32(axis[1]),
-            np.float32(member[1]) + along * np.float32(axis[1]) + across * np.float32(axis[0]))
-
-
-def _tidal_tail(centre, start_angle: float, start_radius: float, length: float, curl: float, width: float,
-                render_size: int, rng: np.random.Generator, points: int = 700) -> np.ndarray:
-    """A faint curved tail of stars flung out of an interacting galaxy, fading and widening outwards."""
-    t = rng.random(points)
-    angle = start_angle + curl * t
-    radius = start_radius + length * t
-    spread = width * (0.4 + t)
-    tail_x = centre[0] + radius * np.cos(angle) + rng.normal(0, 1, points) * spread
-    tail_y = centre[1] + radius * np.sin(angle) + rng.normal(0, 1, points) * spread
-    tail = _splat(tail_x, tail_y, np.exp(-2.0 * t), render_size)
-    return cv2.GaussianBlur(tail, (0, 0), 0.8 * render_size / REFERENCE_SIZE)
-
-
-def _draw_merging(x, y, centre, half_light, rng) -> np.ndarray:
-    """Two overlapping galaxies of any type, tidally distorted, with tails curling round the pair."""
-    render_size = x.shape[0]
-    second_share = rng.uniform(0.25, 0.5)
-    sizes = half_light * rng.uniform(0.55, 0.8), half_light * rng.uniform(0.5, 0.75)
-    separation = (sizes[0] + sizes[1]) * rng.uniform(0.6, 1.4)
-    direction = rng.uniform(0, 2 * math.pi)
-    axis = np.array([math.cos(direction), math.sin(direction)])
-    members = (np.asarray(centre) + axis * separation * second_share,
-               np.asarray(centre) - axis * separation * (1 - second_share))
-    drawers = (_draw_round_smooth, _draw_edge_on, _draw_barred_spiral, _draw_unbarred_spiral)
-    strength = rng.uniform(0.1, 0.6)
-    light = np.zeros((render_size, render_size, 3), dtype=np.float32)
-    for k, share in enumerate((1 - second_share, second_share)):
-        warped_x, warped_y = _tidal_warp(x, y, members[k], members[1 - k], strength)
-        drawer = drawers[rng.choice(4, p=(0.3, 0.2, 0.15, 0.35))]
-        member = drawer(warped_x, warped_y, members[k], sizes[k], rng)
-        light += member * np.float32(share / member.mean(axis=-1).sum())
-    curl = rng.choice([-1, 1]) * rng.uniform(1.0, 2.5)
-    for k in range(2 if rng.random() < 0.7 else 1):
-        outward = math.atan2(*(members[k] - centre)[::-1]) if separation > 0 else direction
-        tail = _tidal_tail(centre, outward, np.hypot(*(members[k] - centre)) + 0.6 * sizes[k],
-                           sizes[k] * rng.uniform(1.5, 3.5), curl, sizes[k] * rng.uniform(0.12, 0.3), render_size, rng)
-        light += _compose([(tail, rng.uniform(0.05, 0.15), _tint(TAIL_TINT, rng))])
-    return light
-
-
-GALAXY_DRAWERS: tuple[Callable[..., np.ndarray], ...] = (
-    _draw_round_smooth, _draw_edge_on, _draw_barred_spiral, _draw_unbarred_spiral, _draw_merging)
-
-
-def _calibrate(light: np.ndarray, flux: float, colour: np.ndarray) -> np.ndarray:
-    """`light` rescaled per channel to a total flux `flux` (mean over channels) and integrated colour `colour`."""
-    pixel_area = (REFERENCE_SIZE / light.shape[0]) ** 2
-    channel_totals = light.sum(axis=(0, 1), dtype=np.float64) * pixel_area
-    return light * (flux * colour / np.maximum(channel_totals, 1e-12)).astype(np.float32)
-
-
-def _random_colour(rng: np.random.Generator, redness_mean: float = 0.2, redness_std: float = 0.22) -> np.ndarray:
-    """An integrated colour (R, G, B with mean 1), blue-white to orange; for galaxies the same for every class."""
-    redness = rng.normal(redness_mean, redness_std)
-    colour = np.exp(np.array([0.5, 0.0, -0.5]) * redness + rng.normal(0, 0.04, 3))
-    return colour / colour.mean()
-
-
-def _add_field_objects(light: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A few foreground stars (point sources, before the PSF) and small faint background galaxies."""
-    render_size = light.shape[0]
-    x, y = _pixel_grid(render_size)
-    pixel_area = (REFERENCE_SIZE / render_size) ** 2
-    for _ in range(rng.poisson(0.8)):
-        position = rng.uniform(-30, 30, (2, 1))
-        star = _splat(position[0], position[1], np.ones(1), render_size)
-        flux = _log_uniform(rng, 30, 2000) / pixel_area
-        light += star[..., None] * (np.float32(flux) * _random_colour(rng, redness_mean=0.1, redness_std=0.4))
-    for _ in range(rng.poisson(1.5)):
-        position = rng.uniform(-30, 30, 2)
-        u, v = _random_frame(x, y, position, rng)
-        blob = _sersic(_elliptical_radius(u, v, rng.uniform(0.3, 1.0)), rng.uniform(0.6, 1.8), rng.uniform(0.7, 2.5))
-        tint = _tint(BULGE_TINT if rng.random() < 0.6 else DISC_TINT, rng, jitter=0.12)
-        light += _calibrate(blob[..., None] * tint, _log_uniform(rng, 40, 600), tint / tint.mean())
-    return light
-
-
-def _observe(light: np.ndarray, size: int, psf_sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """The camera and display: PSF with wings, averaging to `size`, sky, noise, asinh stretch, uint8."""
-    render_size = light.shape[0]
-    sigma_px = psf_sigma * render_size / REFERENCE_SIZE
-    light = ((1 - PSF_WING_FRACTION) * cv2.GaussianBlur(light, (0, 0), sigma_px)
-             + PSF_WING_FRACTION * cv2.GaussianBlur(light, (0, 0), PSF_WING_SCALE * sigma_px))
-    if render_size != size:
-        light = cv2.resize(light, (size, size), interpolation=cv2.INTER_AREA)
-    sky = np.float32(rng.uniform(*SKY_PEDESTAL_RANGE))
-    variance = 1 + np.clip(light, 0, None) / np.float32(rng.uniform(*GAIN_RANGE))
-    observed = light + sky + np.sqrt(variance) * rng.standard_normal(light.shape, dtype=np.float32)
-    return _stretch(observed)
-
-
-def _stretch(observed: np.ndarray) -> np.ndarray:
-    """Lupton et al. (2004) asinh stretch on the mean intensity, so colours survive in bright cores."""
-    intensity = observed.mean(axis=-1, keepdims=True)
-    intensity = np.where(np.abs(intensity) < 1e-6, np.float32(1e-6), intensity)
-    gain = np.arcsinh(intensity / np.float32(STRETCH_SOFTENING)) / (
-        intensity * np.float32(math.asinh(STRETCH_WHITE / STRETCH_SOFTENING)))
-    rgb = np.clip(observed, 0, None) * gain
-    rgb /= np.maximum(rgb.max(axis=-1, keepdims=True), 1)
-    return np.round(rgb * 255).astype(np.uint8)
-
 
 def _check_size(size: int) -> None:
     if not MIN_SIZE <= size <= MAX_SIZE:
@@ -405,18 +57,29 @@ def _check_size(size: int) -> None:
                         f"Choose a size in that range, e.g. 64")
 
 
-def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """One galaxy of class `label` near the centre of a `size`×`size` RGB uint8 image, drawn from `rng`."""
+def galaxy_flux(half_light: float, rng: np.random.Generator) -> float:
+    """A total flux in sky-noise units at depth 1; it grows with the galaxy's area, so surface brightness does not
+    depend on how large the galaxy is drawn in the frame."""
+    return log_uniform(rng, *FLUX_RANGE) * (half_light / REFERENCE_HALF_LIGHT) ** 2
+
+
+def render(label: int, size: int, rng: np.random.Generator, held_out_condition: str | None = None) -> np.ndarray:
+    """One galaxy of class `label` near the centre of a `size`×`size` RGB uint8 image, drawn from `rng`, observed
+    under conditions drawn by `observe.draw_conditions`, or with one of `HELD_OUT_CONDITIONS` put in place. The
+    galaxy and the observation draw from separate streams, so a held-out condition shows the same galaxy."""
     _check_size(size)
     if not 0 <= label < len(CLASS_NAMES):
         raise ValueError(f"label must be 0..{len(CLASS_NAMES) - 1}, got {label}")
-    x, y = _pixel_grid(_render_size(size))
-    centre = np.clip(rng.normal(0, CENTRE_OFFSET_SIGMA, 2), -CENTRE_OFFSET_MAX, CENTRE_OFFSET_MAX)
-    half_light = _log_uniform(rng, *HALF_LIGHT_RANGE)
-    light = GALAXY_DRAWERS[label](x, y, centre, half_light, rng)
-    light = _calibrate(light, _log_uniform(rng, *FLUX_RANGE), _random_colour(rng))
-    light = _add_field_objects(light, rng)
-    return _observe(light, size, rng.uniform(*PSF_SIGMA_RANGE), rng)
+    galaxy_rng, sky_rng = rng.spawn(2)
+    conditions = draw_conditions(sky_rng)
+    if held_out_condition is not None:
+        conditions = held_out(conditions, held_out_condition)
+    x, y = pixel_grid(render_size(size))
+    centre = np.clip(galaxy_rng.normal(0, CENTRE_OFFSET_SIGMA, 2), -CENTRE_OFFSET_MAX, CENTRE_OFFSET_MAX)
+    light = GALAXY_DRAWERS[label](x, y, centre, conditions.half_light, galaxy_rng)
+    light = calibrate(light, galaxy_flux(conditions.half_light, galaxy_rng), random_colour(galaxy_rng))
+    light = add_neighbours(add_stars(light, conditions, sky_rng), conditions, sky_rng)
+    return observe(light, size, conditions, sky_rng)
 
 
 MILKY_WAY = DiscShape(               # SBbc, lengths for a disc scale length of 2.6 kpc = 6.5 px
@@ -425,14 +88,25 @@ MILKY_WAY = DiscShape(               # SBbc, lengths for a disc scale length of 
     minor_arm_share=0.3, bar_fraction=0.12, bar_length=11.0, bar_axis_ratio=0.3, dust_depth=0.6, knottiness=0.5)
 
 
-def milky_way(size: int = 64) -> np.ndarray:
-    """Our galaxy seen face-on, as it would look in this dataset: the fixed query image for similarity search."""
+MILKY_WAY_HALF_LIGHT = 1.68 * MILKY_WAY.scale_length
+MILKY_WAY_CONDITIONS = Conditions(half_light=MILKY_WAY_HALF_LIGHT, depth=3.0, psf_sigma=0.6, star_density=0.0,
+                                  neighbours=0.0, softening=0.05, black=0.5, white=1.0)
+LENGTH_FIELDS = ("scale_length", "bulge_radius", "arm_start", "bar_length", "ring_radius")
+
+
+def milky_way(size: int = 64, conditions: Conditions = MILKY_WAY_CONDITIONS, seed: int = MILKY_WAY_SEED) -> np.ndarray:
+    """Our galaxy seen face-on: the query image for similarity search. By default a clean, deep survey-like view;
+    with other `conditions` (and `seed`, which draws its noise and field stars) it is observed like a gallery."""
     _check_size(size)
-    rng = np.random.default_rng(MILKY_WAY_SEED)
-    x, y = _pixel_grid(_render_size(size))
-    u, v = _galaxy_frame(x, y, (0.0, 0.0), math.radians(-20), mirror=False)
-    light = _calibrate(_draw_disc(u, v, MILKY_WAY, rng), 15000.0, np.array([1.08, 1.0, 0.92]))
-    return _observe(light, size, 0.6, rng)
+    rng = np.random.default_rng(seed)
+    galaxy_rng, sky_rng = np.random.default_rng(MILKY_WAY_SEED), rng.spawn(1)[0]
+    zoom = conditions.half_light / MILKY_WAY_HALF_LIGHT
+    shape = dataclasses.replace(MILKY_WAY, **{name: getattr(MILKY_WAY, name) * zoom for name in LENGTH_FIELDS})
+    x, y = pixel_grid(render_size(size))
+    u, v = galaxy_frame(x, y, (0.0, 0.0), math.radians(-20), mirror=False)
+    light = calibrate(draw_disc(u, v, shape, galaxy_rng), 15000.0 * zoom ** 2, np.array([1.08, 1.0, 0.92]))
+    light = add_neighbours(add_stars(light, conditions, sky_rng), conditions, sky_rng)
+    return observe(light, size, conditions, sky_rng)
 
 
 class SyntheticGalaxies(Source):

@@ -55,7 +55,7 @@ class Galaxy10Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        source = Galaxy10(manual_file(dl_manager.manual_dir, (self.FILE_NAME,)))
+        source = Galaxy10(manual_file(dl_manager.manual_dir, (self.FILE_NAME,)), path_flag="--manual_dir")
         if source.image_shape[0] != self.IMAGE_SIZE:
             raise DataError(f"{source.path} holds {source.image_shape[0]} px images, not the {self.IMAGE_SIZE} px of "
                             f"{self.FILE_NAME}. Pass the right file with --manual_dir")
