@@ -4,8 +4,8 @@ A clean, deep render of our galaxy sits far from every noisy survey cut-out or h
 any embedding that has not fully learned to ignore the observation; its nearest neighbours are then the
 galaxies whose *observation* resembles the render, not whose structure does. So the query is made to look like
 the gallery: many observing conditions are drawn for the Milky Way (datasets/synthetic_galaxies/observe.py),
-each render is described by a few image statistics (sky level, pixel noise, contrast, how much of the frame is
-lit, colourfulness), and the renders closest to the gallery's typical statistics are kept. Search then uses
+each render is described by a few image statistics (sky level, pixel noise, contrast, the galaxy's extent and
+core, colourfulness), and the renders closest to the gallery's typical statistics are kept. Search then uses
 the mean of their embeddings: one vector for "the Milky Way, seen like these galaxies".
 """
 from __future__ import annotations
@@ -38,14 +38,20 @@ def image_statistics(images: np.ndarray) -> np.ndarray:
     return np.stack([sky, noise, bright - sky, extent, core, colour], axis=1)
 
 
+def render_size(image_size: int, crop: float | None = None) -> int:
+    """The size to render the Milky Way at so that, after the gallery's crop, it fills the frame as a synthetic
+    galaxy of `image_size` px does (within the renderer's sizes)."""
+    return int(np.clip(round(image_size / (crop or 1.0)), MIN_SIZE, MAX_SIZE))
+
+
 def milky_way_views(gallery_images: np.ndarray, image_size: int, crop: float | None = None,
                     views: int = VIEWS, candidates: int = CANDIDATES, seed: int = QUERY_SEED) -> np.ndarray:
     """`views` prepared renders of the Milky Way (float32, (views, S, S, C) in [0, 1]) whose image statistics are
     nearest the median of `gallery_images` (prepared, the same size), each statistic scaled by its spread."""
-    render_size = int(np.clip(round(image_size / (crop or 1.0)), MIN_SIZE, MAX_SIZE))
+    size = render_size(image_size, crop)
     rng = np.random.default_rng(seed)
     renders = np.concatenate([
-        prepare_image(milky_way(render_size, draw_conditions(rng), seed=seed + i), image_size, crop)
+        prepare_image(milky_way(size, draw_conditions(rng), seed=seed + i), image_size, crop)
         for i in range(candidates)])
     channels = gallery_images.shape[-1]
     if channels == 1:

@@ -32,6 +32,7 @@ from core.runs import RunFolder, load_config
 from datasets.pipeline import data_errors, make_dataset, prepare_image, split_indices, to_numpy
 from datasets.source import ArraySource, Source
 from evaluation.index_kinds import EXACT_LIMIT
+from evaluation.milky_way import SAMPLE, milky_way_views, render_size
 
 EMBEDDINGS = ("latent", "scores", "pixels")
 EMBEDDING_CAPABILITY = {"latent": "encode", "scores": "classify"}
@@ -261,9 +262,9 @@ def milky_way_image(image_size: int, crop: float | None = None) -> np.ndarray:
     With a crop it is rendered larger, so that after the gallery's crop it fills the frame as a synthetic
     galaxy of `image_size` px does.
     """
-    from datasets.synthetic_galaxies import MAX_SIZE, MIN_SIZE, milky_way
+    from datasets.synthetic_galaxies import milky_way
 
-    return milky_way(int(np.clip(round(image_size / (crop or 1.0)), MIN_SIZE, MAX_SIZE)))
+    return milky_way(render_size(image_size, crop))
 
 
 def load_query(query: str, spec: GallerySpec, channels: int = 3) -> np.ndarray:
@@ -289,8 +290,6 @@ def search_query(query: str, spec: GallerySpec, source: Source) -> np.ndarray:
     its renders observed like the gallery (evaluation/milky_way.py), whose embeddings `find_neighbours` averages."""
     if query != MILKY_WAY:
         return load_query(query, spec, source.channels)
-    from evaluation.milky_way import SAMPLE, milky_way_views
-
     rows = np.unique(np.linspace(0, len(source) - 1, min(SAMPLE, len(source))).astype(np.int64))
     return milky_way_views(read_prepared(source, rows, spec), spec.image_size, spec.crop)
 
