@@ -30,10 +30,10 @@ test: $(DEV)
 bench: $(RUNTIME)
 	$(PY) evaluate.py benchmark --out reports/benchmark
 
-# The README's Milky Way search figures: four runs on synthetic galaxies (trained once; simclr with its own
-# defaults, the others for 8 epochs), precision@10 and linear-probe accuracy of each against pixels, the Milky
-# Way's neighbours for each embedding; among the real Hubble Deep Field galaxies (no labels), the neighbours by
-# pixels, by the synthetic-trained simclr and by a simclr trained on those galaxies themselves; and
+# The Milky Way search figures (docs/results/search.md): four runs on synthetic galaxies (trained once; simclr
+# with its own defaults, the others for 8 epochs), precision@10 and linear-probe accuracy of each against pixels,
+# the Milky Way's neighbours for each embedding; among the real Hubble Deep Field galaxies (no labels), the
+# neighbours by pixels, by the synthetic-trained simclr and by a simclr trained on those galaxies themselves; and
 # Milky-Way-like images from the two decoders.
 SEARCH_RUNS := runs/search-autoencoder runs/search-vae runs/search-classifier runs/search-simclr
 
@@ -66,8 +66,14 @@ search: $(RUNTIME) $(SEARCH_RUNS:%=%/model.keras) runs/search-simclr-hubble/mode
 paper: $(RUNTIME)
 	$(PY) evaluate.py paper --out reports/paper
 
+# The documentation site (mkdocs.yml, docs/) in site/, built strictly: a broken link or a page missing from the nav
+# fails it. `make test` builds it too (tests/test_docs.py). NO_MKDOCS_2_WARNING quiets the theme's banner.
+.PHONY: docs
+docs: $(DEV)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build
+
 clean:
-	rm -rf $(VENV) runs reports .pytest_cache
+	rm -rf $(VENV) runs reports site .pytest_cache
 
 # The presets that ship in presets/ (config.json, model.keras, history.csv and robustness/ of each), trained on
 # the built-in galaxies: `--run preset:galaxy-encoder` / `preset:galaxy-classifier` work right after install.

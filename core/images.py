@@ -1,4 +1,4 @@
-"""Image batch helpers: float32 NHWC in [0, 1] between modules (DESIGN.md), uint8 grey levels on disk."""
+"""Image batch helpers: float32 NHWC in [0, 1] between modules, uint8 grey levels on disk (docs/architecture.md)."""
 from __future__ import annotations
 
 import cv2

@@ -1,6 +1,6 @@
 """Run folders: what `train.py` writes and every other command reads, named and parsed in one place.
 
-A run folder (DESIGN.md) holds config.json (every option and default, the package versions), the trained
+A run folder (docs/architecture.md) holds config.json (every option and default, the package versions), the trained
 model (model.keras, or model/ for a model of parts), history.csv, logs/ (TensorBoard), samples/ and checkpoint/
 (for --resume).
 

@@ -1,4 +1,4 @@
-"""The two image worlds (DESIGN.md) and the sizes and scales fixed by their data, defined once."""
+"""The two image worlds (docs/architecture.md) and the sizes and scales fixed by their data, defined once."""
 from __future__ import annotations
 
 WORLDS = ("galaxies", "star-fields")

@@ -1,6 +1,6 @@
 """Bad input found anywhere — mid-stream inside tf.data, in an option's value, in an output folder, a resume, a file
 handed to evaluate.py — stops with one `error: ` line on stderr, exit status 2, no traceback, and nothing
-half-written (issue 16). stderr is captured at the file-descriptor level, so lines printed by C libraries
+half-written. stderr is captured at the file-descriptor level, so lines printed by C libraries
 (libpng, libjpeg) would count too."""
 import json
 import os

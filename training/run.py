@@ -1,6 +1,6 @@
 """One training run: open the data, build the model, fit, and fill the run folder.
 
-Run folder (DESIGN.md): config.json (every option and default, the package versions), model.keras,
+Run folder (docs/architecture.md): config.json (every option and default, the package versions), model.keras,
 history.csv (with per-epoch `seconds`), logs/ (TensorBoard), samples/ (per-epoch grids / confusion
 matrices) and checkpoint/ (weights, optimizer state and epoch, from Keras' BackupAndRestore) for --resume.
 Everything that can be wrong with the input is checked before the folder is created.

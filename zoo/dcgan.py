@@ -8,7 +8,7 @@ inference mode, show what the generator learned. Discriminator: [conv 4×4 strid
 first), LeakyReLU 0.2] down to 4×4, the minibatch standard deviation (a batch of identical fakes gives itself
 away), dropout, one logit. The generator uses the non-saturating loss (-log D(G(z))); real images are labelled 0.9
 (one-sided label smoothing) so the discriminator does not become certain too fast. Adam(4e-4, β1 = 0.5), twice
-Radford's rate: with it, 5 epochs on 4,500 galaxies give varied galaxy shapes (see the README).
+Radford's rate: with it, 5 epochs on 4,500 galaxies give varied galaxy shapes (docs/results/gans.md).
 32-128 px is the intended range; any size from 8 px works (zoo.gan.growth_plan).
 Trains on TensorFlow and JAX (see zoo/gan.py).
 """

@@ -1,5 +1,5 @@
-"""The seed's layered statistical model (../shared/seeds/000_*.txt, III.A.3): a star field is generated as three
-independent layers, each learned by the simplest thing that works.
+"""The seed's layered statistical model (the star-field seed, III.A.3: docs/background.md): a star field is
+generated as three independent layers, each learned by the simplest thing that works.
 
 1. Extraction (core/stars.py). A Gaussian filter the size of a star core scores every pixel as the centre of a
    30×30 patch; pixels above a threshold that are the highest within `min_distance` (non-maximum suppression)

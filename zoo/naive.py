@@ -1,4 +1,4 @@
-"""The seed's naive statistical model (../shared/seeds/000_*.txt, III.A.2): white circles on black.
+"""The seed's naive statistical model (the star-field seed, III.A.2: docs/background.md): white circles on black.
 
 Training counts, over the real fields, how often a star's centre falls in each 10×10 px tile (normalised:
 the probability that a star lies there), how many stars a field has and how large they are; stars are found

@@ -1,5 +1,5 @@
-"""Learned similarity scorers (../shared/seeds/000_*.txt, III.B): how much an image looks like the real ones,
-on the CIL scale 0-8, learned from a scored set (`--dataset star-fields`: the built-in scored fields,
+"""Learned similarity scorers (the star-field seed, III.B: docs/background.md): how much an image looks like the
+real ones, on the CIL scale 0-8, learned from a scored set (`--dataset star-fields`: the built-in scored fields,
 `--dataset cil`: the `scored/` folder of a CIL layout).
 
 - `rf-scorer`: the seed's random forest on hand-made features, the share of pixels per grey-level bin

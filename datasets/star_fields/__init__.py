@@ -1,7 +1,7 @@
 """Built-in star fields: 1000×1000 grayscale "cosmology" images like the ETH CIL data, rendered from a seed.
 
 The star-field models must train, test and demo offline, so this module paints what the seed paper
-(../shared/seeds/000_*.txt, section III.A) describes: a dark background whose values rarely pass 30,
+(docs/background.md, section III.A) describes: a dark background whose values rarely pass 30,
 with real texture (a sky level that varies smoothly across the field, grain mottled on a 4 px scale and
 hundreds of faint specks), and 5-25 stars of 10-20 px diameter, round or diamond-shaped, each with a
 faint halo and its own brightness (the brightest saturate at 255). Star centres follow one fixed,
