@@ -37,7 +37,7 @@ from core.errors import DataError, UsageError
 from datasets.folder import decode_image
 from datasets.pipeline import prepare_image
 from datasets.source import Source
-from evaluation.benchmark.machine import device_name
+from core.machine import device_name
 from evaluation.neighbours import (
     MILKY_WAY,
     Gallery,

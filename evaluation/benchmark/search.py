@@ -25,7 +25,7 @@ import faiss
 import numpy as np
 
 from core.files import write_json
-from evaluation.benchmark.machine import device_name
+from core.machine import device_name
 from evaluation.embed import (
     MANIFEST,
     connect,
