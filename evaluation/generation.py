@@ -21,7 +21,8 @@ from core.files import save_figure, write_json, write_png
 from core.images import image_grid, resize_batch
 from core.runs import load_config
 from datasets.pipeline import make_dataset, to_numpy
-from evaluation.neighbours import gallery_spec, load_query, query_title
+from search.embedding import gallery_spec
+from search.queries import load_query, query_title
 
 GRID_IMAGES = 64          # at most this many images in grid.png (at least GRID_MIN_IMAGES when n allows)
 GRID_MIN_IMAGES = 16

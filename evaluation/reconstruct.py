@@ -27,7 +27,8 @@ from core.images import resize_batch
 from core.runs import RunFolder, load_config
 from datasets.pipeline import data_errors, make_dataset
 from evaluation.generation import sampled_batches
-from evaluation.neighbours import MILKY_WAY, gallery_spec, load_query, query_title
+from search.embedding import gallery_spec
+from search.queries import MILKY_WAY, load_query, query_title
 
 SHOWN_PER_CLASS = 2          # held-out images per class in reconstruct.png
 SHOWN_UNLABELED = 10         # held-out images in reconstruct.png when the dataset has no classes

@@ -67,7 +67,8 @@ def test_require_refuses_naming_the_models_that_would_do():
     classifier = zoo.create("classifier", image_size=16)
     with pytest.raises(ModelError) as refused:
         zoo.require(classifier, "reconstruct", refusal="run 'r' is a classifier, which cannot reconstruct images")
-    assert str(refused.value) == "run 'r' is a classifier, which cannot reconstruct images. Pass a run of autoencoder/vae"
+    assert str(refused.value) == ("run 'r' is a classifier, which cannot reconstruct images. "
+                                  "Pass a run of autoencoder/vae")
     with pytest.raises(ModelError) as refused:
         zoo.require(classifier, "encode", refusal="no latent space", advice="Use a run of {models}", same_world=True)
     assert str(refused.value) == "no latent space. Use a run of autoencoder/simclr/vae"      # not cnn-scorer
