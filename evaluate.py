@@ -53,7 +53,7 @@ def add_benchmark(commands) -> None:
     import argparse
 
     from evaluation.benchmark import DEVICES, MODES, PRICES, SCALE_MODES
-    from evaluation.index_kinds import KINDS
+    from search.gallery import KINDS
 
     parser = subcommand(commands, "benchmark", run_benchmark)
     parser.add_argument("--models", type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
@@ -214,7 +214,7 @@ def run_neighbours(args) -> None:
     """The galaxies nearest to the Milky Way (or any image) in latent, score or pixel space.
 
     Find the k dataset images nearest to a query image; write neighbours.csv and neighbours.png."""
-    from evaluation.neighbours import format_table, nearest
+    from search.queries import format_table, nearest
 
     out = default_out(args, "neighbours")
     result = nearest(args.query, args.k, args.run, args.embedding, args.index, out, **gallery_overrides(args))
@@ -254,7 +254,7 @@ def run_serve(args) -> None:
     GET /api/galaxies/I.png. The gallery's vectors come from --index, built first when the file is missing; only
     the query is embedded. With --measure N: time N queries of each kind and write serve-latency.json."""
     from core.files import write_json
-    from evaluation.serve import listen, measure_latency, open_search, serve, url_of
+    from search.serve import listen, measure_latency, open_search, serve, url_of
 
     out = default_out(args, "serve") if args.measure else None
     with listen(args.host, args.port) as sock:
@@ -288,7 +288,7 @@ def run_embed(args) -> None:
     Read the dataset in shards of rows, embed each on a Ray worker that loads the model once, and write one Parquet
     file per shard (row, dataset index, label, the dataset's metadata such as ra/dec/redshift or path, the
     embedding) plus manifest.json. Rerunning after an interruption embeds only the missing shards."""
-    from evaluation.embed import embed_shards
+    from search.shards import embed_shards
 
     manifest = embed_shards(args.out, args.run, args.embedding, args.workers, args.address, **gallery_overrides(args))
     print(f"{manifest['n']:,} images ({manifest['embedding']}) in {manifest['shards']} shards; wrote {args.out}/")
@@ -297,7 +297,7 @@ def run_embed(args) -> None:
 def add_index(commands) -> None:
     import argparse
 
-    from evaluation.index_kinds import EXACT_LIMIT, KINDS
+    from search.gallery import EXACT_LIMIT, KINDS
 
     parser = subcommand(commands, "index", run_index)
     parser.add_argument("--embeddings", required=True, metavar="EMB", help="folder written by evaluate.py embed")
@@ -319,7 +319,7 @@ def run_index(args) -> None:
     Exact below --exact-limit vectors; above it an IVF index trained on a sample, each group of shards added by a
     Ray task and the inverted lists merged into one file on disk, memory-mapped by queries, so the gallery may be
     larger than memory. Query it with 'evaluate.py neighbours --index IDX'."""
-    from evaluation.index import build_sharded_index
+    from search.index import build_sharded_index
 
     info = build_sharded_index(args.embeddings, args.out, args.kind, args.exact_limit, args.rerank, args.address)
     chosen = ", ".join(f"{key} {info[key]}" for key in ("nlist", "nprobe", "pq_bytes", "rerank") if key in info)

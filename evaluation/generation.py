@@ -21,7 +21,8 @@ from core.files import save_figure, write_json, write_png
 from core.images import image_grid, resize_batch
 from core.runs import load_config
 from datasets.pipeline import make_dataset, to_numpy
-from evaluation.neighbours import gallery_spec, load_query, query_title
+from search.embedding import gallery_spec
+from search.queries import load_query, query_title
 
 GRID_IMAGES = 64          # at most this many images in grid.png (at least GRID_MIN_IMAGES when n allows)
 GRID_MIN_IMAGES = 16
@@ -131,24 +132,22 @@ def generate_images(run_dir: str | Path, out_dir: str | Path, n: int = 16, seed:
         raise ModelError(f"--noise must be 0 or more, got {noise}. Use e.g. --noise 0.5")
     out_dir = Path(out_dir)
     model = zoo.load(run_dir)
-    offered = zoo.get_entry(model.zoo_name).capabilities
+    offered = zoo.capabilities(model)
     summary = {"run": str(run_dir), "model": model.zoo_name, "n": n, "seed": seed, "batch_size": batch_size,
                "near": near, "noise": None}
     if near is None:
         if "generate" not in offered and {"encode", "decode"} <= set(offered):
             raise ModelError(f"model '{model.zoo_name}' cannot sample from a prior. Use --near milky-way (or an "
                              "image file) to decode noisy copies of that image's latent vector")
-        if "generate" not in offered:
-            raise ModelError(f"model '{model.zoo_name}' cannot generate images. "
-                             f"Use a run of {'/'.join(zoo.list_models('generate'))}")
+        zoo.require(model, "generate", refusal=f"model '{model.zoo_name}' cannot generate images",
+                    advice="Use a run of {models}")
         check_out_dir(out_dir, n)
         batches = sampled_batches(model, n, seed, batch_size)
     else:
-        if not {"encode", "decode"} <= set(offered):
-            decoders = [name for name in zoo.list_models("encode") if "decode" in zoo.get_entry(name).capabilities]
-            raise ModelError(f"model '{model.zoo_name}' cannot encode and decode, so --near does not apply. "
-                             f"Use a run of {'/'.join(decoders)}"
-                             f"{', or drop --near to sample from the model' if 'generate' in offered else ''}")
+        zoo.require(model, "encode", "decode", every=True,
+                    refusal=f"model '{model.zoo_name}' cannot encode and decode, so --near does not apply",
+                    advice="Use a run of {models}" + (", or drop --near to sample from the model"
+                                                      if "generate" in offered else ""))
         spec = gallery_spec(run_dir)
         source = spec.open()
         query = load_query(near, spec, source.channels)

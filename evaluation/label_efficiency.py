@@ -25,8 +25,8 @@ from core.errors import DataError
 from core.files import save_figure, writable, write_json
 from core.runs import TrainConfig
 from datasets.pipeline import few_labels, split_indices
-from evaluation.neighbours import GallerySpec, embed_source
 from evaluation.retrieval import linear_probe_accuracy
+from search.embedding import GallerySpec, embed_source
 from training import train
 from training.finetune import check_fine_tune
 from zoo.finetune import pretrained_encoder

@@ -21,13 +21,14 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 import zoo
-from core.errors import DataError, ModelError
+from core.errors import DataError
 from core.files import save_figure, writable, write_json
 from core.images import resize_batch
 from core.runs import RunFolder, load_config
 from datasets.pipeline import data_errors, make_dataset
 from evaluation.generation import sampled_batches
-from evaluation.neighbours import MILKY_WAY, gallery_spec, load_query, query_title
+from search.embedding import gallery_spec
+from search.queries import MILKY_WAY, load_query, query_title
 
 SHOWN_PER_CLASS = 2          # held-out images per class in reconstruct.png
 SHOWN_UNLABELED = 10         # held-out images in reconstruct.png when the dataset has no classes
@@ -38,9 +39,8 @@ class Judge:
 
     def __init__(self, run_dir: str | Path, channels: int):
         self.run, self.model = str(run_dir), zoo.load(run_dir)
-        if "classify" not in zoo.get_entry(self.model.zoo_name).capabilities:
-            raise ModelError(f"--judge run '{run_dir}' is a {self.model.zoo_name}, which does not classify images. "
-                             f"Pass a run of {'/'.join(zoo.list_models('classify'))}")
+        zoo.require(self.model, "classify",
+                    refusal=f"--judge run '{run_dir}' is a {self.model.zoo_name}, which does not classify images")
         if self.model.channels != channels:
             raise DataError(f"--judge run '{run_dir}' classifies {self.model.channels}-channel images, the "
                             f"reconstructions have {channels}. Pass a judge trained on images of this kind")
@@ -120,10 +120,7 @@ def evaluate_reconstruction(run_dir: str | Path, judge_run: str | Path | None = 
     reconstructions that keep the judge's class (and the judged classes of generated images, for models that
     generate). Writes reconstruct.json and reconstruct.png to `out_dir` when given."""
     model = zoo.load(run_dir)
-    capabilities = zoo.get_entry(model.zoo_name).capabilities
-    if "reconstruct" not in capabilities:
-        raise ModelError(f"run '{run_dir}' is a {model.zoo_name}, which cannot reconstruct images. "
-                         f"Pass a run of {'/'.join(zoo.list_models('reconstruct'))}")
+    zoo.require(model, "reconstruct", refusal=f"run '{run_dir}' is a {model.zoo_name}, which cannot reconstruct images")
     spec = gallery_spec(run_dir)
     source = spec.open()
     judge = Judge(judge_run, source.channels) if judge_run is not None else None
@@ -166,7 +163,7 @@ def evaluate_reconstruction(run_dir: str | Path, judge_run: str | Path | None = 
         judged, judged_reconstructions = np.concatenate(judged), np.concatenate(judged_reconstructions)
         kept = judged == judged_reconstructions
         result["judge"] = judge_summary(judge, judged, judged_reconstructions, labels, source.class_names)
-        if "generate" in capabilities:
+        if "generate" in zoo.capabilities(model):
             result["judge"]["generated"] = {
                 **judge_generated(model, judge, len(errors), seed, batch_size),
                 "originals_mean_brightness": float(np.concatenate(brightness).mean())}

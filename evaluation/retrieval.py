@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-import zoo
 from core.errors import DataError
 from core.files import save_figure, write_json
 from core.runs import load_config
-from evaluation.neighbours import build_index, check_k, default_embedding, embed_source, embedder, gallery_spec
+from search.embedding import embed_source, embedder, open_run
+from search.gallery import build_index, check_k
 
 
 def precision_at_k(gallery: np.ndarray, gallery_labels: np.ndarray, queries: np.ndarray, query_labels: np.ndarray,
@@ -61,14 +61,13 @@ def evaluate_retrieval(run_dir: str | Path, k: int = 10, embedding: str | None =
     """precision@k and linear-probe accuracy of the run's embedding and of pixels on its validation split (queries
     and probe test set), against its training split (gallery and probe training set); retrieval.json/.png in
     out_dir."""
-    spec = gallery_spec(run_dir, **spec_overrides)
-    validation_fraction = load_config(run_dir).validation_fraction
-    model = zoo.load(run_dir)
-    embedding = embedding or default_embedding(model)
+    run = open_run(run_dir, embedding, **spec_overrides)
+    spec, model, embedding = run.spec, run.model, run.embedding
     if embedding == "pixels":
         raise DataError("retrieval always measures pixels as the baseline. "
                         "Pass --embedding latent or scores (or leave it out)")
-    embedders = {"pixels": embedder(None, "pixels"), embedding: embedder(model, embedding)}
+    validation_fraction = load_config(run_dir).validation_fraction
+    embedders = {"pixels": embedder(None, "pixels"), embedding: run.embed}
     source = spec.open()
     if not source.labeled:
         raise DataError(f"retrieval needs class labels, but dataset '{source.name}' is unlabeled. "

@@ -25,7 +25,8 @@ from datasets.hubble import Hubble
 from datasets.pipeline import split_indices
 from datasets.synthetic_galaxies import CLASS_NAMES, DEFAULT_N, SyntheticGalaxies, render
 from datasets.synthetic_galaxies.observe import HELD_OUT_CONDITIONS
-from evaluation.neighbours import build_index, capabilities, default_embedding, embedder
+from search.embedding import default_embedding, embedder
+from search.gallery import build_index
 
 CLEAN = "clean"
 
@@ -80,7 +81,7 @@ def measure_robustness(run_dir: str | Path, n: int = 500, k: int = 10, out_dir: 
     size = config.image_size or 64
     embedding = default_embedding(model)
     embed = embedder(model, embedding)
-    can_classify = "classify" in capabilities(model) and getattr(model, "num_classes", None) == len(CLASS_NAMES) \
+    can_classify = "classify" in zoo.capabilities(model) and getattr(model, "num_classes", None) == len(CLASS_NAMES) \
         and config.classes is None
     rows, labels, seed = validation_rows(run_dir, n)
     results = {"run": str(run_dir), "model": model.zoo_name, "embedding": embedding, "n": len(rows), "k": k,

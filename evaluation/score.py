@@ -33,7 +33,7 @@ import datasets
 import zoo
 from core import metrics
 from core.collapse import CollapseThresholds, collapse_reasons, collapse_statistics
-from core.errors import DataError, ModelError
+from core.errors import DataError
 from core.files import save_figure, write_json
 from core.images import resize_batch
 from core.runs import load_config
@@ -94,9 +94,7 @@ def stitched_batches(model, n: int, seed: int, batch_size: int, tile: int, field
 def run_set(run_dir: str, n: int, seed: int, batch_size: int, size: int, real_side: int) -> ImageSet:
     """A generative run's samples at size×size; a run trained on tiles gives fields stitched from its tiles."""
     model = zoo.load(run_dir)
-    if "generate" not in zoo.get_entry(model.zoo_name).capabilities:
-        raise ModelError(f"run '{run_dir}' is a {model.zoo_name}, which cannot generate images. "
-                         f"Pass a run of {'/'.join(zoo.list_models('generate'))}")
+    zoo.require(model, "generate", refusal=f"run '{run_dir}' is a {model.zoo_name}, which cannot generate images")
     config = load_config(run_dir)
 
     def batches():
@@ -155,12 +153,8 @@ class FeatureExtractor:
 
     def __init__(self, run_dir: str):
         self.model, self.run = zoo.load(run_dir), run_dir
-        offered = zoo.get_entry(self.model.zoo_name).capabilities
-        method = next((name for name in ("encode", "classify") if name in offered), None)
-        if method is None:
-            models = sorted(set(zoo.list_models("encode")) | set(zoo.list_models("classify")))
-            raise ModelError(f"--features run '{run_dir}' is a {self.model.zoo_name}, which neither encodes nor "
-                             f"classifies. Pass a run of {'/'.join(models)}")
+        method = zoo.require(self.model, "encode", "classify", refusal=f"--features run '{run_dir}' is a "
+                             f"{self.model.zoo_name}, which neither encodes nor classifies")
         self.method, self.size = getattr(self.model, method), load_config(run_dir).image_size
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -169,9 +163,8 @@ class FeatureExtractor:
 
 def scorer_of(run_dir: str, trust_pickle: bool = False):
     scorer = zoo.load(run_dir, trust_pickle=trust_pickle)
-    if "score" not in zoo.get_entry(scorer.zoo_name).capabilities:
-        raise ModelError(f"--scorer run '{run_dir}' is a {scorer.zoo_name}, which does not score images. "
-                         f"Pass a run of {'/'.join(zoo.list_models('score'))}")
+    zoo.require(scorer, "score",
+                refusal=f"--scorer run '{run_dir}' is a {scorer.zoo_name}, which does not score images")
     return scorer
 
 

@@ -25,8 +25,8 @@ from core.errors import ModelError
 from core.files import write_atomic
 from datasets.galaxy10.__main__ import main as galaxy10_main
 from datasets.star_fields import write_cil
-from evaluation.embed import default_shard_rows, embed_manifest
-from evaluation.neighbours import GallerySpec
+from search.embedding import GallerySpec
+from search.shards import default_shard_rows, embed_manifest
 from zoo.scorers import ForestScorer
 
 TINY = ["--image-size", "16", "--epochs", "1", "--batch-size", "4"]

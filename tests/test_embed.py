@@ -12,9 +12,9 @@ import evaluate
 import zoo
 from core.errors import DataError
 from core.runs import TrainConfig
-from evaluation.embed import MANIFEST, embed_shards, open_embeddings, shard_path, shard_vectors
-from evaluation.index import load_index
-from evaluation.neighbours import GallerySpec, embed_source, embedder
+from search.embedding import GallerySpec, embed_source, embedder
+from search.index import load_index
+from search.shards import MANIFEST, embed_shards, open_embeddings, shard_path, shard_vectors
 from training import train
 
 ROWS, SHARD_ROWS = 600, 256

@@ -11,7 +11,7 @@ import pytest
 import cli
 import evaluate
 from core.runs import TrainConfig
-from evaluation.neighbours import Gallery
+from search.gallery import Gallery
 from training import train
 
 ROOT = Path(__file__).resolve().parents[1]

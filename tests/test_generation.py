@@ -13,7 +13,8 @@ from core.errors import ModelError
 from core.files import write_json
 from evaluation import generation
 from evaluation.generation import generate_images, sampled_batches
-from evaluation.neighbours import GallerySpec, load_query
+from search.embedding import GallerySpec
+from search.queries import load_query
 from zoo import registry
 
 

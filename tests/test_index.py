@@ -1,15 +1,21 @@
 """evaluate.py index: the sharded IVF index (Ray tasks, lists merged on disk) finds what exact search finds, its
-parameters follow the gallery's size, and load_index opens folders and .npz files alike."""
+parameters follow the gallery's size, load_index opens folders and .npz files alike, and a damaged index or
+embeddings folder stops the command with one line naming the file and what to do."""
 import json
+import shutil
 
+import cv2
 import faiss
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+import evaluate
 from core.errors import DataError
-from evaluation.benchmark.search import exact_neighbours, write_synthetic
-from evaluation.index import ShardedIndex, build_sharded_index, index_parameters, load_index
-from evaluation.neighbours import Gallery
+from search.gallery import Gallery
+from search.index import ShardedIndex, build_sharded_index, index_parameters, load_index
+from search.shards import vectors_table
+from search.synthetic import exact_neighbours, write_synthetic
 
 N, D, K = 2400, 16, 10
 
@@ -23,8 +29,7 @@ def embeddings(tmp_path_factory):
 
 
 def all_vectors(folder):
-    from evaluation.embed import open_embeddings, shard_vectors
-    from evaluation.index import read_columns
+    from search.shards import open_embeddings, read_columns, shard_vectors
 
     shards = open_embeddings(folder)[1]
     return np.concatenate([shard_vectors(table) for _, table in read_columns(shards, ["embedding"])])
@@ -91,3 +96,101 @@ def test_folders_that_are_no_index_or_no_finished_embedding_are_refused(embeddin
     (tmp_path / "idx" / "stray.txt").write_text("x")
     with pytest.raises(DataError, match=r"idx already exists. Delete it to rebuild the index"):
         build_sharded_index(embeddings, tmp_path / "idx")
+
+
+# A damaged index folder or embeddings folder stops with one line naming the file ---------------------------------
+
+@pytest.fixture(scope="module")
+def built(local_ray, embeddings, tmp_path_factory):
+    """A flat index and an ivf-pq one (on-disk lists, vectors.npy for re-ranking) of the embeddings, built once."""
+    folder = tmp_path_factory.mktemp("built")
+    build_sharded_index(embeddings, folder / "flat")
+    build_sharded_index(embeddings, folder / "ivf-pq", "ivf-pq")
+    return folder
+
+
+def edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def edit_info(**changes):
+    return lambda folder: edit_json(folder / "index.json", **changes)
+
+
+def truncate(name, size):
+    return lambda folder: (folder / name).write_bytes((folder / name).read_bytes()[:size])
+
+
+WRITE_AGAIN = "Delete it and rerun the same 'evaluate.py embed' command to write it again"
+EMBED_AGAIN = "Delete {emb} and embed it again with 'evaluate.py embed --out {emb}'"
+REBUILD = ("Delete {idx} and build it again with 'evaluate.py index --embeddings {emb} --out {idx}', "
+           "or pass another --index")
+
+
+@pytest.mark.parametrize("kind, damage, message", [
+    ("flat", edit_info(shards="two"), '{idx}/index.json gives shards "two", not a whole number of at least 1'),
+    ("flat", edit_info(shards=0), "{idx}/index.json gives shards 0, not a whole number of at least 1"),
+    ("flat", edit_info(shards=-3), "{idx}/index.json gives shards -3, not a whole number of at least 1"),
+    ("flat", edit_info(n=2000), "{idx}/index.faiss holds 2,400 vectors of 16 dimensions, index.json says 2,000 of 16"),
+    ("flat", lambda folder: (folder / "rows.parquet").unlink(), "index folder {idx} has no rows.parquet"),
+    ("flat", truncate("labels.npy", 1000), "{idx}/labels.npy is truncated: 1,000 bytes, 19,328 for its 2,400 rows"),
+    ("flat", lambda folder: np.save(folder / "labels.npy", np.zeros(2400, np.float32)),
+     "{idx}/labels.npy holds a float32 array of shape (2400,), index.json asks for int64 of shape (2400,)"),
+    ("ivf-pq", truncate("vectors.npy", 50_000),
+     "{idx}/vectors.npy is truncated: 50,000 bytes, 153,728 for its 2,400 rows"),
+    ("ivf-pq", lambda folder: (folder / "vectors.npy").unlink(), "index folder {idx} has no vectors.npy"),
+])
+def test_a_damaged_index_folder_is_refused_naming_the_file(built, embeddings, kind, damage, message, tmp_path,
+                                                          one_line_error):
+    idx = shutil.copytree(built / kind, tmp_path / "idx")
+    damage(idx)
+    query = tmp_path / "query.png"
+    cv2.imwrite(str(query), np.zeros((16, 16, 3), np.uint8))
+    err = one_line_error(evaluate.main, ["neighbours", "--embedding", "pixels", "--image-size", "16", "--limit", "8",
+                                         "--k", "2", "--query", str(query), "--index", str(idx), "--out",
+                                         str(tmp_path / "out")])
+    assert err == f"error: {message.format(idx=idx)}. {REBUILD.format(idx=idx, emb=embeddings)}\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name, start", [
+    ("index.faiss", "{idx}/index.faiss cannot be read by FAISS ("),
+    ("lists.ivfdata", "{idx}/lists.ivfdata is truncated: 1,000 bytes, its index lists "),
+    ("rows.parquet", "{idx}/rows.parquet cannot be read ("),
+])
+def test_a_truncated_faiss_or_parquet_file_is_refused_naming_it(built, embeddings, name, start, tmp_path):
+    idx = shutil.copytree(built / "ivf-pq", tmp_path / "idx")
+    truncate(name, 1000)(idx)
+    with pytest.raises(DataError) as refused:
+        load_index(idx)
+    assert str(refused.value).startswith(start.format(idx=idx))
+    assert str(refused.value).endswith(REBUILD.format(idx=idx, emb=embeddings))
+
+
+def rewrite_shard(folder, shard, table):
+    pq.write_table(table, folder / f"shard-{shard:05d}.parquet")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda emb: edit_json(emb / "manifest.json", shards="six"),
+     '{emb}/manifest.json gives shards "six", not a whole number of at least 1. ' + EMBED_AGAIN),
+    (lambda emb: edit_json(emb / "manifest.json", shards=0),
+     "{emb}/manifest.json gives shards 0, not a whole number of at least 1. " + EMBED_AGAIN),
+    (lambda emb: edit_json(emb / "manifest.json", shards=-1),
+     "{emb}/manifest.json gives shards -1, not a whole number of at least 1. " + EMBED_AGAIN),
+    (lambda emb: edit_json(emb / "manifest.json", shards=2),
+     "{emb}/manifest.json gives 2 shards for n 2400 in shards of 400 rows. " + EMBED_AGAIN),
+    (lambda emb: rewrite_shard(emb, 2, pq.read_table(emb / "shard-00002.parquet").drop_columns(["embedding"])),
+     "shard {emb}/shard-00002.parquet has no embedding column. " + WRITE_AGAIN),
+    (lambda emb: rewrite_shard(emb, 3, vectors_table({"row": np.arange(1200, 1600), "label": np.zeros(400, np.int64)},
+                                                     np.zeros((400, 8), np.float32))),
+     "shard {emb}/shard-00003.parquet holds 8-dimensional vectors, {emb}/shard-00000.parquet 16-dimensional ones. "
+     + WRITE_AGAIN),
+])
+def test_a_damaged_embeddings_folder_is_refused_before_indexing(embeddings, damage, message, tmp_path,
+                                                               one_line_error):
+    emb = shutil.copytree(embeddings, tmp_path / "emb")
+    damage(emb)
+    err = one_line_error(evaluate.main, ["index", "--embeddings", str(emb), "--out", str(tmp_path / "idx")])
+    assert err == f"error: {message.format(emb=emb)}\n"
+    assert not (tmp_path / "idx").exists()

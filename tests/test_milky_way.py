@@ -4,8 +4,9 @@ import pytest
 
 from datasets.pipeline import prepare_image
 from datasets.synthetic_galaxies import SyntheticGalaxies, milky_way
-from evaluation.milky_way import gallery_distance, image_statistics, milky_way_views
-from evaluation.neighbours import GallerySpec, search_query
+from search.embedding import GallerySpec
+from search.milky_way import gallery_distance, image_statistics, milky_way_views
+from search.queries import search_query
 
 
 def prepared(images: np.ndarray, size: int = 32) -> np.ndarray:

@@ -12,17 +12,12 @@ import zoo
 from core.errors import DataError, ModelError
 from datasets.pipeline import make_dataset, prepare_image, to_numpy
 from datasets.synthetic_galaxies import milky_way
-from evaluation import neighbours
-from evaluation.neighbours import (
-    Gallery,
-    GallerySpec,
-    build_index,
-    embedder,
-    load_query,
-    nearest,
-    open_gallery,
-    search_query,
-)
+from search import gallery as search_gallery
+from search import index as search_index
+from search.embedding import GallerySpec, embedder
+from search.gallery import Gallery, build_index
+from search.index import open_gallery
+from search.queries import load_query, nearest, search_query
 
 
 def test_a_gallery_image_is_its_own_nearest_neighbour(striped_folder, tmp_path):
@@ -74,7 +69,7 @@ def test_a_saved_index_answers_like_the_fresh_one_without_reading_the_data(tmp_p
     def no_embedding(*args, **kwargs):
         raise AssertionError("a saved index must not embed the dataset again")
 
-    monkeypatch.setattr(neighbours, "embed_source", no_embedding)
+    monkeypatch.setattr(search_index, "embed_source", no_embedding)
     saved = open_gallery(source, spec, model, "latent", index_path=tmp_path / "index.npz")
     for fresh_answer, saved_answer in zip(fresh.search(vector, 6), saved.search(vector, 6)):
         np.testing.assert_array_equal(saved_answer, fresh_answer)
@@ -96,7 +91,7 @@ def test_large_galleries_get_an_hnsw_index_that_still_finds_exact_matches(tmp_pa
     np.testing.assert_array_equal(rows[:, 0], np.arange(50))
     np.testing.assert_allclose(distances[:, 0], 0, atol=1e-6)
     loaded = Gallery.load(gallery.save(tmp_path / "hnsw.npz"))
-    assert loaded.index.hnsw.efSearch == neighbours.HNSW_SEARCH_DEPTH
+    assert loaded.index.hnsw.efSearch == search_gallery.HNSW_SEARCH_DEPTH
     np.testing.assert_array_equal(loaded.search(vectors[:50], 3)[1], rows)
 
 

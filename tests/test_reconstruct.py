@@ -11,7 +11,8 @@ import evaluate
 import zoo
 from core.runs import TrainConfig
 from datasets.pipeline import make_dataset, to_numpy
-from evaluation.neighbours import gallery_spec, load_query
+from search.embedding import gallery_spec
+from search.queries import load_query
 from evaluation.reconstruct import Judge, evaluate_reconstruction, ssim
 from training import train
 from zoo.vae import VAE

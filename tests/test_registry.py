@@ -53,3 +53,25 @@ def test_autoencoder_rejects_image_size_not_multiple_of_16():
 def test_load_of_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(ModelError, match="not a finished run folder"):
         zoo.load(tmp_path)
+
+
+def test_require_answers_the_first_capability_the_model_offers():
+    vae, classifier = zoo.create("vae", image_size=16), zoo.create("classifier", image_size=16)
+    assert zoo.require(vae, "encode", "classify", refusal="unused") == "encode"
+    assert zoo.require(classifier, "encode", "classify", refusal="unused") == "classify"
+    assert zoo.require(vae, "encode", "decode", every=True, refusal="unused") == "encode"
+    assert zoo.capabilities(classifier) == ("classify",)
+
+
+def test_require_refuses_naming_the_models_that_would_do():
+    classifier = zoo.create("classifier", image_size=16)
+    with pytest.raises(ModelError) as refused:
+        zoo.require(classifier, "reconstruct", refusal="run 'r' is a classifier, which cannot reconstruct images")
+    assert str(refused.value) == ("run 'r' is a classifier, which cannot reconstruct images. "
+                                  "Pass a run of autoencoder/vae")
+    with pytest.raises(ModelError) as refused:
+        zoo.require(classifier, "encode", refusal="no latent space", advice="Use a run of {models}", same_world=True)
+    assert str(refused.value) == "no latent space. Use a run of autoencoder/simclr/vae"      # not cnn-scorer
+    with pytest.raises(ModelError) as refused:
+        zoo.require(classifier, "encode", "decode", every=True, refusal="no decoder", advice="Use {models}")
+    assert str(refused.value) == "no decoder. Use autoencoder/vae"

@@ -7,7 +7,7 @@ from conftest import train_tiny_classifier
 
 from core.errors import DataError
 from datasets.pipeline import make_dataset, to_numpy
-from evaluation.neighbours import GallerySpec
+from search.embedding import GallerySpec
 from evaluation.retrieval import (
     chance_precision,
     evaluate_retrieval,

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 import zoo
 from core.errors import UsageError
 from core.runs import TrainConfig
-from evaluation import neighbours
-from evaluation.neighbours import find_neighbours, milky_way_image, nearest, read_prepared
-from evaluation.serve import create_app, listen, open_search, png, serving
+from search import index as search_index
+from search.queries import find_neighbours, milky_way_image, nearest, read_prepared
+from search.serve import create_app, listen, open_search, png, serving
 from training import train
 
 CHROMIUM = "/usr/bin/chromium"
@@ -76,7 +76,7 @@ def test_the_milky_way_and_an_upload_answer_like_nearest_from_the_saved_index(se
     def no_embedding(*args, **kwargs):
         raise AssertionError("a saved index must not embed the gallery again")
 
-    monkeypatch.setattr(neighbours, "embed_source", no_embedding)
+    monkeypatch.setattr(search_index, "embed_source", no_embedding)
     again = TestClient(create_app(open_search(run_dir, index_path)))
     assert again.get("/api/neighbours", params={"k": 6}).json()["neighbours"] == \
         client.get("/api/neighbours", params={"k": 6}).json()["neighbours"]
@@ -246,8 +246,8 @@ def test_an_index_folder_of_embed_and_index_answers_like_the_npz_gallery(local_r
                                                                          tmp_path):
     """`serve --index IDX/` (evaluate.py embed + index, on Ray): the same neighbours as the .npz gallery, a gallery
     galaxy queried by its stored vector."""
-    from evaluation.embed import embed_shards
-    from evaluation.index import ShardedIndex, build_sharded_index
+    from search.index import ShardedIndex, build_sharded_index
+    from search.shards import embed_shards
 
     embed_shards(tmp_path / "emb", run_dir, shard_rows=16)
     build_sharded_index(tmp_path / "emb", tmp_path / "idx")

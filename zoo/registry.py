@@ -146,6 +146,31 @@ def get_entry(name: str) -> Entry:
     return _REGISTRY[name]
 
 
+def capabilities(model) -> tuple[str, ...]:
+    """What a model made or loaded by the zoo offers: its entry's capabilities."""
+    return get_entry(model.zoo_name).capabilities
+
+
+def models_offering(*needed: str, every: bool = False, world: str | None = None) -> str:
+    """The registered models (of image world `world`) that offer one of `needed`, or with every=True all of them,
+    as a/b/c for error messages."""
+    offers = all if every else any
+    return "/".join(name for name in list_models(world=world)
+                    if offers(capability in _REGISTRY[name].capabilities for capability in needed))
+
+
+def require(model, *needed: str, refusal: str, advice: str = "Pass a run of {models}", every: bool = False,
+            same_world: bool = False) -> str:
+    """The first capability of `needed` that `model` offers (with every=True: if it offers all of them); otherwise
+    a ModelError `refusal. advice`, {models} in `advice` naming the models that would do (of `model`'s image world
+    with same_world=True)."""
+    offered = [capability for capability in needed if capability in capabilities(model)]
+    if offered and (not every or len(offered) == len(needed)):
+        return offered[0]
+    world = get_entry(model.zoo_name).world if same_world else None
+    raise ModelError(f"{refusal}. {advice.format(models=models_offering(*needed, every=every, world=world))}")
+
+
 def create(name: str, **overrides):
     """Builds model `name` with its defaults, replaced by `overrides`."""
     entry = get_entry(name)

@@ -25,9 +25,9 @@ compared with a float32 matmul measured in the same run (achieved GFLOP/s and % 
 `--modes search,embed` measure the survey-scale search instead (search.py: index build, disk, memory, latency
 and recall at 100k-10M vectors; Ray embedding against one process), written as search.json and search.md.
 
-The package: config (settings and constants), machine (devices, memory, the matmul peak), flops, inputs
-(synthetic data), measure (the records and `run`), report (JSON, Markdown, PNG), compare (two runs),
-search (`--modes search,embed`) and scaling (`--distribute`).
+The package: config (settings and constants), flops, inputs (synthetic data), measure (the records and `run`),
+report (JSON, Markdown, PNG), compare (two runs), search (`--modes search,embed`) and scaling (`--distribute`);
+the machine itself (devices, memory, the matmul peak) is described by core.machine.
 """
 from evaluation.benchmark.compare import compare, compare_table, load_result
 from evaluation.benchmark.config import DEVICES, MODES, PRICES, SCALE_MODES, BenchmarkConfig

@@ -15,6 +15,17 @@ from keras import ops
 
 import datasets
 import zoo
+from core.machine import (
+    default_xla,
+    device_name,
+    dtype_policy,
+    find_device,
+    matmul_gflops,
+    peak_memory_mb,
+    reset_peak_memory,
+    tensorflow_available,
+    versions,
+)
 from core.worlds import FIELD_SIZE, FIELD_TILE
 from datasets.source import ArraySource, Source
 from evaluation.benchmark.config import (
@@ -29,17 +40,6 @@ from evaluation.benchmark.config import (
 )
 from evaluation.benchmark.flops import training_flops_per_image
 from evaluation.benchmark.inputs import galaxy10_file, model_image_size, star_fields, synthetic_images, synthetic_labels
-from evaluation.benchmark.machine import (
-    default_xla,
-    device_name,
-    dtype_policy,
-    find_device,
-    matmul_gflops,
-    peak_memory_mb,
-    reset_peak_memory,
-    tensorflow_available,
-    versions,
-)
 from zoo.parts import CompositeModel
 
 

@@ -14,9 +14,9 @@ import keras
 import numpy as np
 
 import zoo
+from core.machine import versions
 from evaluation.benchmark.config import BenchmarkConfig
 from evaluation.benchmark.inputs import model_image_size, synthetic_images, synthetic_labels
-from evaluation.benchmark.machine import versions
 from evaluation.benchmark.measure import build, elapsed
 from training.distribute import start
 

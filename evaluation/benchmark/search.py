@@ -1,11 +1,11 @@
 """How the survey-scale search scales (`evaluate.py benchmark --modes search,embed`).
 
-search: for each size, synthetic clustered vectors (a Gaussian mixture, 1,000 vectors per cluster) are written
-as the Parquet shards of `evaluate.py embed`, indexed by `build_sharded_index` (the real path: Ray tasks, lists
-merged on disk) and opened by `load_index`. Each record has the build time, the folder's size on disk, the
-process memory the open index holds after answering (anonymous, and file pages mapped in), single-query and
-100-query batch latency (p50/p99), and recall@10 of 1,000 fresh queries against exact search, computed by
-scanning the shards one at a time.
+search: for each size, synthetic clustered vectors (search.synthetic: a Gaussian mixture, 1,000 vectors per
+cluster) are written as the Parquet shards of `evaluate.py embed`, indexed by `build_sharded_index` (the real
+path: Ray tasks, lists merged on disk) and opened by `load_index`. Each record has the build time, the folder's
+size on disk, the process memory the open index holds after answering (anonymous, and file pages mapped in),
+single-query and 100-query batch latency (p50/p99), and recall@10 of 1,000 fresh queries against exact search,
+computed by scanning the shards one at a time.
 
 embed: the same images (a Galaxy10-format HDF5 file) embedded in one process (`embed_source`) and into shards on
 a pool of Ray workers (`embed_shards`, Ray start-up and model loading included), with the largest difference
@@ -24,61 +24,14 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from core.files import write_json
-from evaluation.benchmark.machine import device_name
-from evaluation.embed import (
-    MANIFEST,
-    connect,
-    embed_shards,
-    open_embeddings,
-    shard_path,
-    shard_vectors,
-    vectors_table,
-    write_shard,
-)
-from evaluation.index import INFO, build_sharded_index, index_parameters, load_index, read_columns
-from evaluation.neighbours import embed_source, embedder, gallery_spec
+from core.machine import device_name
+from search.embedding import embed_source, embedder, gallery_spec
+from search.index import INFO, build_sharded_index, index_parameters, load_index
+from search.shards import connect, embed_shards, open_embeddings, read_columns, shard_vectors
+from search.synthetic import K, exact_neighbours, write_synthetic
 
-CLUSTER_SIZE = 1_000
-QUERIES = 1_000
 BATCH = 100
-K = 10
-SHARD_ROWS = 100_000
 DIMENSION = 64
-
-
-def clustered(centers: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """n vectors around random centers (unit spread, as far apart as the centers' own spread) and their cluster."""
-    labels = rng.integers(0, len(centers), n)
-    return centers[labels] + rng.standard_normal((n, centers.shape[1]), dtype=np.float32), labels
-
-
-def write_synthetic(folder: Path, n: int, dimension: int, seed: int = 0, shard_rows: int = SHARD_ROWS,
-                    cluster_size: int = CLUSTER_SIZE) -> None:
-    """Shards of n clustered vectors as `evaluate.py embed` writes them, and QUERIES fresh queries (queries.npy)."""
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((max(1, n // cluster_size), dimension), dtype=np.float32)
-    shards = -(-n // shard_rows)
-    for shard in range(shards):
-        start = shard * shard_rows
-        vectors, labels = clustered(centers, min(shard_rows, n - start), rng)
-        rows = np.arange(start, start + len(vectors))
-        write_shard(shard_path(folder, shard), vectors_table({"row": rows, "dataset_index": rows, "label": labels},
-                                                             vectors))
-    write_json(folder / MANIFEST, {"embedding": "synthetic", "n": n, "shard_rows": shard_rows, "shards": shards})
-    np.save(folder / "queries.npy", clustered(centers, QUERIES, rng)[0])
-
-
-def exact_neighbours(folder: Path, queries: np.ndarray, k: int = K) -> np.ndarray:
-    """The exact k nearest rows of every query, one shard in memory at a time."""
-    heap = faiss.ResultHeap(len(queries), k)
-    for _, table in read_columns(open_embeddings(folder)[1], ["row", "embedding"]):
-        shard = faiss.IndexFlatL2(queries.shape[1])
-        shard.add(shard_vectors(table))
-        distances, found = shard.search(queries, k)
-        heap.add_result(distances, np.where(found >= 0, table.column("row").to_numpy()[found], -1))
-    heap.finalize()
-    return heap.I
 
 
 def memory_mb() -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""The machine under the benchmark: devices, their names and memory, the float32 matmul peak, precision."""
+"""The machine a measurement runs on: devices, their names and memory, the float32 matmul peak, precision (the
+benchmark's, and the name `evaluate.py serve --measure` records)."""
 from __future__ import annotations
 
 import importlib.util

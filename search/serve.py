@@ -32,25 +32,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-import zoo
 from core.errors import DataError, UsageError
+from core.machine import device_name
 from datasets.folder import decode_image
 from datasets.pipeline import prepare_image
 from datasets.source import Source
-from evaluation.benchmark.machine import device_name
-from evaluation.neighbours import (
-    MILKY_WAY,
-    Gallery,
-    GallerySpec,
-    default_embedding,
-    embedder,
-    gallery_details,
-    gallery_spec,
-    milky_way_image,
-    neighbour_rows,
-    open_gallery,
-    search_query,
-)
+from search.embedding import GallerySpec, open_run
+from search.gallery import Gallery
+from search.index import ShardedIndex, open_gallery
+from search.queries import MILKY_WAY, gallery_details, milky_way_image, neighbour_rows, search_query
 
 PAGE = Path(__file__).with_name("serve.html")
 DEFAULT_K = 10
@@ -119,7 +109,7 @@ class Search:
 
     spec: GallerySpec
     source: Source
-    gallery: Gallery
+    gallery: Gallery | ShardedIndex
     embed: Callable[[np.ndarray], np.ndarray]
     about: dict             # dataset, run, embedding: shown on the page
 
@@ -204,17 +194,14 @@ def open_search(run_dir: str | Path | None, index_path: str | Path, embedding: s
     and saved there first when the file does not exist (as `neighbours --index` does).
 
     The one place the server opens an index: a .npz gallery or an IDX/ folder of `evaluate.py index`
-    (evaluation.index.load_index); of it, the server uses `len`, `search(vectors, k)`, `labels`, `vector(row)` (a
+    (search.index.load_index); of it, the server uses `len`, `search(vectors, k)`, `labels`, `vector(row)` (a
     gallery galaxy's own vector) and `index` (its FAISS type, for --measure)."""
-    spec = gallery_spec(run_dir, **spec_overrides)
-    model = zoo.load(run_dir) if run_dir is not None else None
-    embedding = embedding or default_embedding(model)
-    embed = embedder(model, embedding)
-    source = spec.open()
-    gallery = open_gallery(source, spec, model, embedding, run_dir, index_path)
-    about = {"dataset": source.name, "run": str(run_dir) if run_dir else None, "embedding": embedding,
-             "model": getattr(model, "zoo_name", None)}
-    return Search(spec, source, gallery, embed, about)
+    run = open_run(run_dir, embedding, **spec_overrides)
+    source = run.spec.open()
+    gallery = open_gallery(source, run.spec, run.model, run.embedding, run_dir, index_path)
+    about = {"dataset": source.name, "run": str(run_dir) if run_dir else None, "embedding": run.embedding,
+             "model": getattr(run.model, "zoo_name", None)}
+    return Search(run.spec, source, gallery, run.embed, about)
 
 
 def create_app(search: Search) -> FastAPI:

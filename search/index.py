@@ -1,5 +1,7 @@
 """Survey-scale search: `evaluate.py index` turns the Parquet shards of `evaluate.py embed` into a FAISS index
-folder, and `load_index` opens any index (that folder, or a .npz gallery of `evaluate.py neighbours --index`).
+folder, `load_index` opens any index (that folder, its files checked against its index.json once, or a .npz
+gallery of `evaluate.py neighbours --index`), and `open_gallery` gives a search its gallery: a saved index, or
+the dataset embedded then and there.
 
 Up to an exact limit the index is exact (a flat L2 scan). Past it, an IVF index: k-means cells trained on a
 sample, each group of shards added to a copy of the trained index by a Ray task, and the parts merged on disk
@@ -31,9 +33,26 @@ import pyarrow.parquet as pq
 
 from core.errors import DataError
 from core.files import writable, write_atomic, write_json
-from evaluation.embed import connect, open_embeddings, shard_vectors
-from evaluation.index_kinds import EXACT_LIMIT, KINDS
-from evaluation.neighbours import HNSW_LINKS, HNSW_SEARCH_DEPTH, Gallery, check_k
+from datasets.source import Source
+from search.embedding import GallerySpec, embed_source, embedder
+from search.gallery import (
+    EXACT_LIMIT,
+    HNSW_LINKS,
+    HNSW_SEARCH_DEPTH,
+    KINDS,
+    Gallery,
+    check_k,
+    gallery_info,
+    new_index,
+)
+from search.shards import (
+    check_counts,
+    connect,
+    open_embeddings,
+    read_columns,
+    shard_vectors,
+    shards_dimension,
+)
 
 RERANK_FACTOR = 8           # ivf-pq: candidates re-ranked exactly per neighbour asked
 PART_ROWS = 1_000_000       # at most this many vectors per Ray task adding shards (its part is held in memory)
@@ -69,22 +88,6 @@ def index_parameters(n: int, dimension: int, kind: str = "auto", exact_limit: in
 def factory_string(parameters: dict) -> str:
     codes = f"PQ{parameters['pq_bytes']}np" if parameters["kind"] == "ivf-pq" else "Flat"  # np: no polysemous
     return f"IVF{parameters['nlist']},{codes}"
-
-
-def read_columns(shards: list[Path], columns: list[str] | None):
-    """(shard, table of `columns`) one shard at a time, so no more than a shard is in memory; a DataError naming
-    a shard that cannot be read (the driver reads every shard before Ray tasks do)."""
-    for path in shards:
-        yield path, read_shard(pq.read_table, path, columns=columns)
-
-
-def read_shard(read, path: Path, **options):
-    """`read(path, **options)` (a pyarrow reader), a DataError naming the shard when it is not whole Parquet."""
-    try:
-        return read(path, **options)
-    except (OSError, pa.ArrowException) as error:
-        raise DataError(f"shard {path} cannot be read ({' '.join(str(error).split())[:200]}). Delete it and "
-                        "rerun the same 'evaluate.py embed' command to write it again") from None
 
 
 def training_sample(shards: list[Path], n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -143,12 +146,8 @@ def build_ivf(folder: Path, shards: list[Path], manifest: dict, parameters: dict
 
 
 def build_in_memory(shards: list[Path], parameters: dict, dimension: int) -> faiss.Index:
-    """An exact or HNSW index over every vector at once (these kinds have no on-disk lists)."""
-    if parameters["kind"] == "flat":
-        index = faiss.IndexFlatL2(dimension)
-    else:
-        index = faiss.IndexHNSWFlat(dimension, parameters["links"])
-        index.hnsw.efSearch = parameters["search_depth"]
+    """An exact or HNSW index over every vector at once (these kinds have no on-disk lists), a shard at a time."""
+    index = new_index(dimension, parameters["kind"])
     for _, table in read_columns(shards, ["embedding"]):
         index.add(shard_vectors(table))
     return index
@@ -185,7 +184,7 @@ def build_sharded_index(embeddings: str | Path, out: str | Path, kind: str = "au
     manifest, shards = open_embeddings(embeddings)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} already exists. Delete it to rebuild the index, or pass another --out")
-    dimension = read_shard(pq.read_schema, shards[0]).field("embedding").type.list_size
+    dimension = shards_dimension(shards)
     parameters = index_parameters(manifest["n"], dimension, kind, exact_limit, rerank)
     info = {**manifest, **parameters, "embeddings": str(Path(embeddings).resolve())}
     started = time.perf_counter()
@@ -226,30 +225,39 @@ def c_stdout_silenced():
 class ShardedIndex:
     """An index folder written by `build_sharded_index`: FAISS over memory-mapped lists, labels and metadata.
 
-    Answers like a Gallery (`search`, `info`, `labels`, `len`), so queries never care how large the gallery is."""
+    Answers like a Gallery (`search`, `info`, `labels`, `len`), so queries never care how large the gallery is.
+    Every file is checked against index.json once, here, so that a damaged folder stops with one line naming the
+    file rather than failing inside FAISS, NumPy or Arrow at the first query."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        try:
-            self.info = json.loads((self.folder / INFO).read_text())
-            with c_stdout_silenced():
-                self.index = faiss.read_index(str(self.folder / "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
-            if self.index.ntotal != self.info["n"] or self.index.d != self.info["dimension"]:
-                raise ValueError("its index.json does not describe its index")
-        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
-            raise DataError(f"{folder} is not an index folder written by evaluate.py index "
-                            f"({type(error).__name__}). Build one with 'evaluate.py index --out {folder}', "
-                            "or pass another --index") from None
+        self.info = read_info(self.folder)
+        rebuild = rebuild_advice(self.folder, self.info)
+        n, dimension = self.info["n"], self.info["dimension"]
+        needed = ["index.faiss", "labels.npy", "rows.parquet"] + (["lists.ivfdata"] if "nlist" in self.info else []) \
+            + (["vectors.npy"] if self.info.get("rerank") else [])
+        missing = [name for name in needed if not (self.folder / name).is_file()]
+        if missing:
+            raise DataError(f"index folder {folder} has no {missing[0]}. {rebuild}")
+        self.index = read_faiss(self.folder / "index.faiss", rebuild)
+        if self.index.ntotal != n or self.index.d != dimension:
+            raise DataError(f"{self.folder / 'index.faiss'} holds {self.index.ntotal:,} vectors of {self.index.d} "
+                            f"dimensions, {INFO} says {n:,} of {dimension}. {rebuild}")
         if "nprobe" in self.info:
             faiss.extract_index_ivf(self.index).nprobe = self.info["nprobe"]
-        self.vectors = np.load(self.folder / "vectors.npy", mmap_mode="r") if self.info.get("rerank") else None
+        self.labels = open_npy(self.folder / "labels.npy", (n,), np.int64, rebuild)
+        self.vectors = open_npy(self.folder / "vectors.npy", (n, dimension), np.float32, rebuild) \
+            if self.info.get("rerank") else None
+        try:
+            rows = pq.read_metadata(self.folder / "rows.parquet").num_rows
+        except (OSError, pa.ArrowException) as error:
+            raise DataError(f"{self.folder / 'rows.parquet'} cannot be read ({' '.join(str(error).split())[:200]}). "
+                            f"{rebuild}") from None
+        if rows != n:
+            raise DataError(f"{self.folder / 'rows.parquet'} holds {rows:,} rows, {INFO} says {n:,}. {rebuild}")
 
     def __len__(self) -> int:
         return self.info["n"]
-
-    @cached_property
-    def labels(self) -> np.ndarray:
-        return np.load(self.folder / "labels.npy", mmap_mode="r")
 
     @cached_property
     def rows(self):
@@ -294,9 +302,95 @@ class ShardedIndex:
         return np.take_along_axis(squared, order, 1).astype(np.float32), rows
 
 
+def rebuild_advice(folder: Path, info: dict) -> str:
+    return (f"Delete {folder} and build it again with 'evaluate.py index --embeddings {info.get('embeddings', 'EMB')} "
+            f"--out {folder}', or pass another --index")
+
+
+def read_info(folder: Path) -> dict:
+    """index.json of an index folder, its counts checked: n, dimension and shards whole numbers of at least 1, the
+    IVF cells and probes too, the re-ranking factor 0 or more."""
+    try:
+        info = json.loads((folder / INFO).read_text())
+        if not isinstance(info, dict):
+            raise ValueError(f"{INFO} holds no object")
+    except (OSError, ValueError) as error:
+        raise DataError(f"{folder} is not an index folder written by evaluate.py index "
+                        f"({type(error).__name__}). Build one with 'evaluate.py index --out {folder}', "
+                        "or pass another --index") from None
+    rebuild = rebuild_advice(folder, info)
+    if info.get("kind") not in KINDS[1:]:
+        raise DataError(f"{folder / INFO} gives kind {json.dumps(info.get('kind'))}, not one of "
+                        f"{', '.join(KINDS[1:])}. {rebuild}")
+    check_counts(folder / INFO, info, ("n", "dimension", "shards") + (("nlist", "nprobe") if "nlist" in info else ()),
+                 rebuild)
+    if "rerank" in info:
+        check_counts(folder / INFO, info, ("rerank",), rebuild, least=0)
+    return info
+
+
+def read_faiss(path: Path, rebuild: str) -> faiss.Index:
+    """The FAISS index at `path`, its on-disk lists (if any) memory-mapped from beside it; a DataError when FAISS
+    cannot read it or its lists file is shorter than the lists it describes."""
+    try:
+        with c_stdout_silenced():
+            index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+    except RuntimeError as error:
+        reason = " ".join(str(error).rsplit("Error: ", 1)[-1].split())      # FAISS's own words, not its source line
+        raise DataError(f"{path} cannot be read by FAISS ({reason[:200]}). {rebuild}") from None
+    if isinstance(index, faiss.IndexIVF):
+        lists = faiss.downcast_InvertedLists(index.invlists)
+        if isinstance(lists, faiss.OnDiskInvertedLists) and Path(lists.filename).stat().st_size < lists.totsize:
+            raise DataError(f"{lists.filename} is truncated: {Path(lists.filename).stat().st_size:,} bytes, its "
+                            f"index lists {lists.totsize:,}. {rebuild}")
+    return index
+
+
+def open_npy(path: Path, shape: tuple[int, ...], dtype: type, rebuild: str) -> np.ndarray:
+    """The .npy array at `path`, memory-mapped once its header says `dtype` of `shape` and the file is long enough
+    to hold it (a truncated file would otherwise fail only when mapped)."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            stored_shape, fortran_order, stored_dtype = read_header(handle)
+            data_start = handle.tell()
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path} is not a .npy file that can be read ({' '.join(str(error).split())[:200]}). "
+                        f"{rebuild}") from None
+    if stored_shape != shape or stored_dtype != np.dtype(dtype) or fortran_order:
+        raise DataError(f"{path} holds a {stored_dtype} array of shape {stored_shape}, {INFO} asks for "
+                        f"{np.dtype(dtype)} of shape {shape}. {rebuild}")
+    size, needed = path.stat().st_size, data_start + math.prod(shape) * np.dtype(dtype).itemsize
+    if size < needed:
+        raise DataError(f"{path} is truncated: {size:,} bytes, {needed:,} for its {shape[0]:,} rows. {rebuild}")
+    return np.load(path, mmap_mode="r")
+
+
 def load_index(path: str | Path) -> Gallery | ShardedIndex:
     """Any saved index, for search: an IDX/ folder of `evaluate.py index`, or a .npz file of `evaluate.py neighbours
     --index`. Both answer `search(vectors, k) -> (distances, rows)`, `info`, `len()`, `labels` and
     `metadata(rows)`; a DataError (one line) for anything else."""
     path = Path(path)
     return ShardedIndex(path) if path.is_dir() else Gallery.load(path)
+
+
+def open_gallery(source: Source, spec: GallerySpec, model, embedding: str, run_dir: str | Path | None = None,
+                 index_path: str | Path | None = None, exact_limit: int = EXACT_LIMIT) -> Gallery | ShardedIndex:
+    """The gallery of `source`: the index at `index_path` when that file (or IDX/ folder of `evaluate.py index`)
+    exists, checked to be of this very gallery, else embedded (and saved there as .npz)."""
+    info = gallery_info(spec, embedding, run_dir)
+    if index_path is not None and Path(index_path).exists():
+        gallery = load_index(index_path)
+        saved = {key: gallery.info.get(key) for key in info}
+        if saved != info or len(gallery) != len(source):
+            changed = ", ".join(f"{key} {saved[key]!r} -> {info[key]!r}" for key in info if saved[key] != info[key])
+            raise DataError(f"index {index_path} was built for another gallery ({changed or 'a different size'}). "
+                            "Delete it to rebuild, or pass another --index")
+        return gallery
+    vectors, labels = embed_source(source, {embedding: embedder(model, embedding)}, spec)
+    gallery = Gallery.build(vectors[embedding], labels, {**info, "n": len(labels)}, exact_limit)
+    if index_path is not None:
+        gallery.save(index_path)
+    return gallery

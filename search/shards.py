@@ -31,12 +31,15 @@ from core.errors import DataError, ModelError
 from core.files import make_folder, writable, write_atomic, write_json
 from core.runs import RunFolder
 from datasets.source import Source, Subset
-from evaluation.neighbours import GallerySpec, default_embedding, embed_source, embedder, gallery_info, gallery_spec
+from search.embedding import GallerySpec, embed_source, embedder, open_run
+from search.gallery import gallery_info
 
 EMBED_BATCH = 256           # images per model call, as in evaluate.py neighbours
 MAX_SHARD_ROWS = 4096       # images per shard at most (a file per 4,096 galaxies: 18,500 files for 76M)
 MIN_SHARDS = 64             # shards at least, when there are enough images: workers finish together
 MANIFEST = "manifest.json"
+SHARD_COLUMNS = ("row", "label", "embedding")     # what an index reads from every shard
+WRITE_AGAIN = "Delete it and rerun the same 'evaluate.py embed' command to write it again"
 
 
 def default_shard_rows(n: int) -> int:
@@ -181,7 +184,22 @@ def read_manifest(folder: str | Path) -> dict:
     except (OSError, ValueError):
         raise DataError(f"{folder} is not a folder written by evaluate.py embed (no readable {MANIFEST}). "
                         "Pass the --out folder of an embed command") from None
+    embed_again = f"Delete {folder} and embed it again with 'evaluate.py embed --out {folder}'"
+    check_counts(folder / MANIFEST, manifest, ("n", "shard_rows", "shards"), embed_again)
+    if manifest["shards"] != math.ceil(manifest["n"] / manifest["shard_rows"]):
+        raise DataError(f"{folder / MANIFEST} gives {manifest['shards']} shards for n {manifest['n']} in shards of "
+                        f"{manifest['shard_rows']} rows. {embed_again}")
     return manifest
+
+
+def check_counts(path: Path, record: dict, keys: tuple[str, ...], what_to_do: str, least: int = 1) -> None:
+    """A DataError naming the file unless each of `keys` in the JSON `record` read from `path` is a whole number
+    of at least `least` (not text, true, or less)."""
+    for key in keys:
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise DataError(f"{path} gives {key} {json.dumps(value)}, not a whole number of at least {least}. "
+                            f"{what_to_do}")
 
 
 def open_embeddings(folder: str | Path) -> tuple[dict, list[Path]]:
@@ -195,6 +213,42 @@ def open_embeddings(folder: str | Path) -> tuple[dict, list[Path]]:
     return manifest, shards
 
 
+def read_shard(read, path: Path, **options):
+    """`read(path, **options)` (a pyarrow reader), a DataError naming the shard when it is not whole Parquet."""
+    try:
+        return read(path, **options)
+    except (OSError, pa.ArrowException) as error:
+        raise DataError(f"shard {path} cannot be read ({' '.join(str(error).split())[:200]}). {WRITE_AGAIN}"
+                        ) from None
+
+
+def read_columns(shards: list[Path], columns: list[str] | None):
+    """(shard, table of `columns`) one shard at a time, so no more than a shard is in memory; a DataError naming
+    a shard that cannot be read."""
+    for path in shards:
+        yield path, read_shard(pq.read_table, path, columns=columns)
+
+
+def shards_dimension(shards: list[Path]) -> int:
+    """The dimension of the shards' vectors, after reading every shard's schema (its footer, not its rows): a
+    DataError naming a shard without the columns an index needs or with vectors of another dimension."""
+    dimension = None
+    for path in shards:
+        schema = read_shard(pq.read_schema, path)
+        missing = [name for name in SHARD_COLUMNS if name not in schema.names]
+        if missing:
+            raise DataError(f"shard {path} has no {' and no '.join(missing)} column. {WRITE_AGAIN}")
+        vectors = schema.field("embedding").type
+        if not pa.types.is_fixed_size_list(vectors) or vectors.value_type != pa.float32():
+            raise DataError(f"shard {path} holds embeddings of type {vectors}, not fixed-size lists of float. "
+                            f"{WRITE_AGAIN}")
+        if dimension not in (None, vectors.list_size):
+            raise DataError(f"shard {path} holds {vectors.list_size}-dimensional vectors, {shards[0]} "
+                            f"{dimension}-dimensional ones. {WRITE_AGAIN}")
+        dimension = vectors.list_size
+    return dimension
+
+
 def embed_shards(out: str | Path, run_dir: str | Path | None = None, embedding: str | None = None,
                  workers: int | None = None, address: str | None = None, shard_rows: int | None = None,
                  **spec_overrides) -> dict:
@@ -202,10 +256,8 @@ def embed_shards(out: str | Path, run_dir: str | Path | None = None, embedding: 
     a pool of Ray workers, skipping the shards already there; returns the manifest."""
     import ray
 
-    spec = gallery_spec(run_dir, **spec_overrides)
-    model = zoo.load(run_dir) if run_dir is not None else None
-    embedding = embedding or default_embedding(model)
-    embedder(model, embedding)  # a model that cannot embed this way stops here, before any data is read
+    run = open_run(run_dir, embedding, **spec_overrides)
+    spec, embedding = run.spec, run.embedding
     source = spec.open()
     folder = writable(out)
     shard_rows = shard_rows or default_shard_rows(len(source))
