@@ -17,6 +17,8 @@ import contextlib
 import functools
 import os
 import socket
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -25,7 +27,7 @@ import keras
 from core.errors import UsageError
 from core.runs import STRATEGIES
 
-COORDINATOR_WAIT_S = 60       # seconds a joining process waits for process 0 (JAX alone: 5 min, then abort)
+COORDINATOR_WAIT_S = 60       # seconds a process waits for the others (JAX alone: 5 min, then a fatal abort)
 DISTRIBUTION_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                           "KERAS_DISTRIBUTION_PROCESS_ID")
 
@@ -143,8 +145,12 @@ def data_parallel(devices: int | None, coordinator: str | None, processes: int |
                              "host0:1234, the address of process 0")
         if coordinator is not None and process_id != 0:
             wait_for_coordinator(coordinator)
+        address = coordinator or os.environ.get(DISTRIBUTION_VARIABLES[0])
         try:
-            keras.distribution.initialize(coordinator, processes, process_id)
+            with exit_unless_done_in(COORDINATOR_WAIT_S, f"the other processes did not join {address} within "
+                                     f"{COORDINATOR_WAIT_S:g} s. Start every process, 0 to N-1, with the same "
+                                     "--coordinator and --num-processes"):
+                keras.distribution.initialize(coordinator, processes, process_id)
         except (RuntimeError, ValueError) as error:
             raise UsageError(f"could not join the other processes ({' '.join(str(error).split())[:200]}). Check "
                              "that process 0 runs and that every process has the same --coordinator and "
@@ -159,9 +165,30 @@ def data_parallel(devices: int | None, coordinator: str | None, processes: int |
     return Distribution("data-parallel", len(found), jax.process_count(), jax.process_index())
 
 
-def wait_for_coordinator(coordinator: str, seconds: float = COORDINATOR_WAIT_S) -> None:
-    """Returns once HOST:PORT accepts a TCP connection, trying for `seconds`; else a UsageError. Without it, JAX
-    retries for five minutes and then aborts the process with a fatal error."""
+@contextlib.contextmanager
+def exit_unless_done_in(seconds: float, message: str):
+    """Ends the process with `error: <message>` and exit status 2 if the block has not finished after `seconds`.
+
+    jax.distributed's connect blocks in C++ until every process has registered and then aborts the process with a
+    fatal error and a stack trace; no Python exception can interrupt it, so a timer thread ends the process instead
+    (nothing of the run is written before the processes have joined)."""
+    def give_up():
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def wait_for_coordinator(coordinator: str, seconds: float | None = None) -> None:
+    """Returns once HOST:PORT accepts a TCP connection, trying for `seconds` (COORDINATOR_WAIT_S); else a
+    UsageError. Without it, JAX retries for five minutes and then aborts the process with a fatal error."""
+    seconds = COORDINATOR_WAIT_S if seconds is None else seconds
     host, _, port = coordinator.rpartition(":")
     deadline = time.monotonic() + seconds
     while True:
