@@ -16,18 +16,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import socket
-import sys
-import threading
-import time
 from dataclasses import dataclass, field
 
 import keras
 
 from core.errors import UsageError
+from core.processes import JOIN_WAIT_S, exit_unless_done_in, wait_for_address
 from core.runs import STRATEGIES
 
-COORDINATOR_WAIT_S = 60       # seconds a process waits for the others (JAX alone: 5 min, then a fatal abort)
+COORDINATOR_WAIT_S = JOIN_WAIT_S   # seconds a process waits for the others (JAX alone: 5 min, then a fatal abort)
 DISTRIBUTION_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                           "KERAS_DISTRIBUTION_PROCESS_ID")
 
@@ -165,39 +162,12 @@ def data_parallel(devices: int | None, coordinator: str | None, processes: int |
     return Distribution("data-parallel", len(found), jax.process_count(), jax.process_index())
 
 
-@contextlib.contextmanager
-def exit_unless_done_in(seconds: float, message: str):
-    """Ends the process with `error: <message>` and exit status 2 if the block has not finished after `seconds`.
-
-    jax.distributed's connect blocks in C++ until every process has registered and then aborts the process with a
-    fatal error and a stack trace; no Python exception can interrupt it, so a timer thread ends the process instead
-    (nothing of the run is written before the processes have joined)."""
-    def give_up():
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        os._exit(2)
-
-    timer = threading.Timer(seconds, give_up)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
 def wait_for_coordinator(coordinator: str, seconds: float | None = None) -> None:
     """Returns once HOST:PORT accepts a TCP connection, trying for `seconds` (COORDINATOR_WAIT_S); else a
     UsageError. Without it, JAX retries for five minutes and then aborts the process with a fatal error."""
     seconds = COORDINATOR_WAIT_S if seconds is None else seconds
-    host, _, port = coordinator.rpartition(":")
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with socket.create_connection((host, int(port)), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
-                return
-        except OSError as error:
-            if time.monotonic() >= deadline:
-                raise UsageError(f"no process 0 answers at --coordinator {coordinator} after {seconds:g} s "
-                                 f"({error.strerror or error}). Start process 0 first, with the same --coordinator"
-                                 ) from None
-            time.sleep(0.5)
+    try:
+        wait_for_address(coordinator, seconds)
+    except TimeoutError as reason:
+        raise UsageError(f"no process 0 answers at --coordinator {coordinator} after {seconds:g} s ({reason}). "
+                         "Start process 0 first, with the same --coordinator") from None
