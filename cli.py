@@ -5,9 +5,9 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 
 from core.errors import DataError, ModelError, UsageError
+from core.streams import native_output_held
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -29,30 +29,17 @@ def fail(message: str):
 
 
 def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with file descriptor 2 held aside.
+    """Imports TensorFlow with standard error held aside.
 
     TensorFlow 2.21 writes absl start-up lines (oneDNN, CUDA drivers) to stderr before any log level can
     apply, which would break the one-line error contract; they are replayed only if the import fails.
     A machine without TensorFlow (JAX only) skips it.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
+    with native_output_held(2, python_too=True, replay_on_error=True):
         try:
             import tensorflow  # noqa: F401
-            failed = False
         except ModuleNotFoundError:
-            failed = False  # a JAX-only machine: nothing to quiet, and models run without TensorFlow
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            if failed:
-                held.seek(0)
-                sys.stderr.write(held.read().decode(errors="replace"))
+            pass  # a JAX-only machine: nothing to quiet, and models run without TensorFlow
 
 
 def run(main) -> None:

@@ -16,13 +16,9 @@ source's metadata per row) and, for re-ranking, vectors.npy.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import math
-import os
-import sys
 import time
-from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -33,6 +29,7 @@ import pyarrow.parquet as pq
 
 from core.errors import DataError
 from core.files import writable, write_atomic, write_json
+from core.streams import native_output_held
 from datasets.source import Source
 from search.embedding import GallerySpec, embed_source, embedder
 from search.gallery import (
@@ -137,7 +134,7 @@ def build_ivf(folder: Path, shards: list[Path], manifest: dict, parameters: dict
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             bar.update(ray.get(done[0]))
-    with c_stdout_silenced():  # FAISS prints the size of the lists file it grows
+    with native_output_held(1):  # FAISS prints the size of the lists file it grows
         merge_ondisk(trained, parts, str(folder / "lists.ivfdata"))
     for part in parts:
         Path(part).unlink()
@@ -193,7 +190,8 @@ def build_sharded_index(embeddings: str | Path, out: str | Path, kind: str = "au
         folder = Path(temporary)
         folder.mkdir()
         if parameters["kind"].startswith("ivf"):
-            index = build_ivf(folder, shards, manifest, parameters, dimension, address)
+            with native_output_held(2):  # Ray's C++ notes; our bar and errors still reach the terminal
+                index = build_ivf(folder, shards, manifest, parameters, dimension, address)
         else:
             index = build_in_memory(shards, parameters, dimension)
         faiss.write_index(index, str(folder / "index.faiss"))
@@ -204,22 +202,6 @@ def build_sharded_index(embeddings: str | Path, out: str | Path, kind: str = "au
 
     write_atomic(out, write)
     return info
-
-
-@contextmanager
-def c_stdout_silenced():
-    """Drops what C code prints on stdout meanwhile: FAISS announces where it found the on-disk lists (a folder
-    may move, so they are looked for beside index.faiss) on every load, in the middle of a command's table."""
-    sys.stdout.flush()
-    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    try:
-        yield
-    finally:
-        ctypes.CDLL(None).fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 class ShardedIndex:
@@ -333,7 +315,7 @@ def read_faiss(path: Path, rebuild: str) -> faiss.Index:
     """The FAISS index at `path`, its on-disk lists (if any) memory-mapped from beside it; a DataError when FAISS
     cannot read it or its lists file is shorter than the lists it describes."""
     try:
-        with c_stdout_silenced():
+        with native_output_held(1):
             index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
     except RuntimeError as error:
         reason = " ".join(str(error).rsplit("Error: ", 1)[-1].split())      # FAISS's own words, not its source line

@@ -29,7 +29,9 @@ from tqdm import tqdm
 import zoo
 from core.errors import DataError, ModelError
 from core.files import make_folder, writable, write_atomic, write_json
+from core.processes import JOIN_WAIT_S, exit_unless_done_in, reap_children_at_exit, wait_for_address
 from core.runs import RunFolder
+from core.streams import native_output_held
 from datasets.source import Source, Subset
 from search.embedding import GallerySpec, embed_source, embedder, open_run
 from search.gallery import gallery_info
@@ -135,17 +137,31 @@ class ShardEmbedder:
 
 def connect(address: str | None = None, workers: int | None = None) -> int:
     """Joins the Ray cluster at `address` (None: RAY_ADDRESS, else a new local one), unless this process already
-    has; returns the workers to use: `workers`, or one per CPU of the cluster, checked to fit it."""
+    has; returns the workers to use: `workers`, or one per CPU of the cluster, checked to fit it.
+
+    A cluster address must answer within JOIN_WAIT_S (Ray alone retries forever); a local Ray's processes are
+    killed when this command ends, however it ends."""
     import ray
 
     if not ray.is_initialized():
+        target = address or os.environ.get("RAY_ADDRESS")
+        what_to_do = "Check --address (host:port of 'ray start --head'), or leave it out for a local Ray"
+        if target is None or target == "local":
+            reap_children_at_exit()
+        elif target.rpartition(":")[2].isdigit():
+            try:
+                wait_for_address(target.removeprefix("ray://"), JOIN_WAIT_S)
+            except TimeoutError as reason:
+                raise DataError(f"no Ray cluster answers at {target} after {JOIN_WAIT_S} s ({reason}). {what_to_do}"
+                                ) from None
         os.environ.setdefault("RAY_worker_niceness", "0")  # a local Ray's workers at our priority (Ray's default: 15)
         try:
-            ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR)
+            with exit_unless_done_in(JOIN_WAIT_S, f"the Ray cluster at {target} did not let this command join "
+                                                  f"within {JOIN_WAIT_S} s. {what_to_do}"):
+                ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR)
         except (ConnectionError, ValueError, RuntimeError) as error:
             raise DataError(f"cannot reach a Ray cluster at {address} ({' '.join(str(error).split())[:200]}). "
-                            "Check --address (host:port of 'ray start --head'), or leave it out for a local Ray"
-                            ) from None
+                            f"{what_to_do}") from None
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if workers is not None and workers > cpus:
         raise DataError(f"--workers {workers} is more than the {cpus} CPUs of the Ray cluster. "
@@ -254,8 +270,6 @@ def embed_shards(out: str | Path, run_dir: str | Path | None = None, embedding: 
                  **spec_overrides) -> dict:
     """Embeds every image of the gallery (`spec_overrides` as in `gallery_spec`) into Parquet shards in `out` on
     a pool of Ray workers, skipping the shards already there; returns the manifest."""
-    import ray
-
     run = open_run(run_dir, embedding, **spec_overrides)
     spec, embedding = run.spec, run.embedding
     source = spec.open()
@@ -266,6 +280,16 @@ def embed_shards(out: str | Path, run_dir: str | Path | None = None, embedding: 
     missing = [shard for shard in range(manifest["shards"]) if not shard_path(folder, shard).exists()]
     if not missing:
         return manifest
+    with native_output_held(2):  # Ray's C++ notes; our bar and errors still reach the terminal
+        return run_embedders(folder, manifest, missing, source, spec, run_dir, embedding, workers, address)
+
+
+def run_embedders(folder: Path, manifest: dict, missing: list[int], source: Source, spec: GallerySpec,
+                  run_dir: str | Path | None, embedding: str, workers: int | None, address: str | None) -> dict:
+    """Embeds the `missing` shards on a pool of Ray workers, one progress bar in images."""
+    import ray
+
+    shard_rows = manifest["shard_rows"]
     workers = min(connect(address, workers), len(missing))
     if not (folder / MANIFEST).exists():
         write_json(make_folder(folder) / MANIFEST, manifest)

@@ -1,5 +1,6 @@
 """Two processes on localhost joined by jax.distributed (`--distribute data-parallel` with a coordinator): they
-train the classifier together and end with identical weights, and only process 0 writes the run folder.
+train the classifier together and end with identical weights, and only process 0 writes the run folder; process 0
+alone, with nobody joining, stops with one line after its bounded wait.
 
 The processes run JAX whatever backend this pytest process runs (one launch for the whole file)."""
 import json
@@ -75,3 +76,24 @@ def test_only_process_0_writes_the_run_folder(two_processes):
     assert len((run / "history.csv").read_text().splitlines()) == 2      # one epoch, written once
     # process 1 trained in a scratch folder under TMPDIR, deleted when it finished
     assert not list(two_processes.glob("astrozoo-process-*"))
+
+
+ALONE = """
+import sys
+import cli, train
+import training.distribute
+training.distribute.COORDINATOR_WAIT_S = 3
+cli.run(lambda: train.main(sys.argv[1:]))
+"""
+
+
+def test_process_0_that_nobody_joins_stops_with_one_line(tmp_path):
+    port = free_port()
+    flags = ["--model", "classifier", "--limit", "8", "--distribute", "data-parallel", "--coordinator",
+             f"localhost:{port}", "--num-processes", "2", "--process-id", "0", "--out", str(tmp_path / "run")]
+    alone = subprocess.run([sys.executable, "-c", ALONE, *flags], env={**os.environ, "KERAS_BACKEND": "jax"},
+                           cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 2, alone.stderr[-2000:]
+    assert alone.stderr == (f"error: the other processes did not join localhost:{port} within 3 s. Start every "
+                            "process, 0 to N-1, with the same --coordinator and --num-processes\n")
+    assert not (tmp_path / "run").exists()

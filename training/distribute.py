@@ -16,16 +16,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import socket
-import time
 from dataclasses import dataclass, field
 
 import keras
 
 from core.errors import UsageError
+from core.processes import JOIN_WAIT_S, exit_unless_done_in, wait_for_address
 from core.runs import STRATEGIES
 
-COORDINATOR_WAIT_S = 60       # seconds a joining process waits for process 0 (JAX alone: 5 min, then abort)
+COORDINATOR_WAIT_S = JOIN_WAIT_S   # seconds a process waits for the others (JAX alone: 5 min, then a fatal abort)
 DISTRIBUTION_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                           "KERAS_DISTRIBUTION_PROCESS_ID")
 
@@ -143,8 +142,12 @@ def data_parallel(devices: int | None, coordinator: str | None, processes: int |
                              "host0:1234, the address of process 0")
         if coordinator is not None and process_id != 0:
             wait_for_coordinator(coordinator)
+        address = coordinator or os.environ.get(DISTRIBUTION_VARIABLES[0])
         try:
-            keras.distribution.initialize(coordinator, processes, process_id)
+            with exit_unless_done_in(COORDINATOR_WAIT_S, f"the other processes did not join {address} within "
+                                     f"{COORDINATOR_WAIT_S:g} s. Start every process, 0 to N-1, with the same "
+                                     "--coordinator and --num-processes"):
+                keras.distribution.initialize(coordinator, processes, process_id)
         except (RuntimeError, ValueError) as error:
             raise UsageError(f"could not join the other processes ({' '.join(str(error).split())[:200]}). Check "
                              "that process 0 runs and that every process has the same --coordinator and "
@@ -159,18 +162,12 @@ def data_parallel(devices: int | None, coordinator: str | None, processes: int |
     return Distribution("data-parallel", len(found), jax.process_count(), jax.process_index())
 
 
-def wait_for_coordinator(coordinator: str, seconds: float = COORDINATOR_WAIT_S) -> None:
-    """Returns once HOST:PORT accepts a TCP connection, trying for `seconds`; else a UsageError. Without it, JAX
-    retries for five minutes and then aborts the process with a fatal error."""
-    host, _, port = coordinator.rpartition(":")
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with socket.create_connection((host, int(port)), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
-                return
-        except OSError as error:
-            if time.monotonic() >= deadline:
-                raise UsageError(f"no process 0 answers at --coordinator {coordinator} after {seconds:g} s "
-                                 f"({error.strerror or error}). Start process 0 first, with the same --coordinator"
-                                 ) from None
-            time.sleep(0.5)
+def wait_for_coordinator(coordinator: str, seconds: float | None = None) -> None:
+    """Returns once HOST:PORT accepts a TCP connection, trying for `seconds` (COORDINATOR_WAIT_S); else a
+    UsageError. Without it, JAX retries for five minutes and then aborts the process with a fatal error."""
+    seconds = COORDINATOR_WAIT_S if seconds is None else seconds
+    try:
+        wait_for_address(coordinator, seconds)
+    except TimeoutError as reason:
+        raise UsageError(f"no process 0 answers at --coordinator {coordinator} after {seconds:g} s ({reason}). "
+                         "Start process 0 first, with the same --coordinator") from None
