@@ -15,7 +15,7 @@ import psutil
 import pytest
 from PIL import Image
 
-import evaluation.embed
+import search.shards
 from core.errors import DataError
 from core.processes import wait_for_address
 
@@ -36,8 +36,8 @@ import socket, sys
 import cli
 cli.import_tensorflow_quietly()
 import evaluate
-import evaluation.embed
-evaluation.embed.JOIN_WAIT_S = 3
+import search.shards
+search.shards.JOIN_WAIT_S = 3
 with socket.create_server(("127.0.0.1", 0)) as silent:
     address = f"127.0.0.1:{silent.getsockname()[1]}"
     print(address, flush=True)
@@ -98,12 +98,12 @@ def test_an_address_nobody_answers_stops_after_the_wait():
 
 
 def test_embed_on_a_ray_address_nobody_answers_says_so(monkeypatch, tmp_path):
-    monkeypatch.setattr(evaluation.embed, "JOIN_WAIT_S", 1)
+    monkeypatch.setattr(search.shards, "JOIN_WAIT_S", 1)
     with socket.create_server(("127.0.0.1", 0)) as listening:
         free = listening.getsockname()[1]
     with pytest.raises(DataError, match=rf"^no Ray cluster answers at 127.0.0.1:{free} after 1 s \(Connection "
                                         r"refused\)\. Check --address"):
-        evaluation.embed.embed_shards(tmp_path / "emb", embedding="pixels", limit=20, address=f"127.0.0.1:{free}")
+        search.shards.embed_shards(tmp_path / "emb", embedding="pixels", limit=20, address=f"127.0.0.1:{free}")
     assert not (tmp_path / "emb").exists()
 
 
