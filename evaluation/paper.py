@@ -1,4 +1,4 @@
-"""`make paper`: the star-field seed's results (../shared/seeds/000_*.txt: Fig. 1, Fig. 4, Table I, the scorers'
+"""`make paper`: the star-field write-up's results (docs/background.md: Fig. 1, Fig. 4, Table I, the scorers'
 MAE) reproduced on this machine in one command, `python evaluate.py paper --out reports/paper`.
 
 It trains naive, layered and a short StyleGAN on the built-in star fields, the random-forest and the CNN scorer
