@@ -85,23 +85,23 @@ def print_catalogue() -> None:
     import datasets
     import zoo
     from core.runs import PRESET, list_presets, load_config, presets_dir
+    from core.tables import text_table
 
-    print(f"{'model':<14}{'world':<13}{'parameters':>12}  capabilities")
+    models = []
     for name in zoo.list_models():
         entry = zoo.get_entry(name)
         model = zoo.create(name)
         count = f"{model.count_params():,}" if hasattr(model, "count_params") else "-"
-        print(f"{name:<14}{entry.world:<13}{count:>12}  {', '.join(entry.capabilities)}   {entry.description}")
-    print(f"\n{'dataset':<20}description")
-    for name, description in datasets.list_datasets().items():
-        print(f"{name:<20}{description}")
-    print(f"\n{'preset (--run preset:NAME)':<28}{'model':<14}{'dataset':<20}capabilities")
-    if not list_presets():
-        print(f"none shipped in {presets_dir()}")
+        models.append((name, entry.world, count, ", ".join(entry.capabilities), entry.description))
+    print(text_table(("model", "world", "parameters", "capabilities", "description"), models, "<<>"))
+    print("\n" + text_table(("dataset", "description"), list(datasets.list_datasets().items())))
+    presets = []
     for name in list_presets():
         config = load_config(PRESET + name)
-        uses = ", ".join(zoo.get_entry(config.model).capabilities)
-        print(f"{name:<28}{config.model:<14}{config.dataset:<20}{uses}")
+        presets.append((name, config.model, config.dataset, ", ".join(zoo.get_entry(config.model).capabilities)))
+    print("\n" + text_table(("preset (--run preset:NAME)", "model", "dataset", "capabilities"), presets))
+    if not presets:
+        print(f"none shipped in {presets_dir()}")
 
 
 PER_PROCESS = ("coordinator", "num_processes", "process_id")     # how this process joins, not a run setting

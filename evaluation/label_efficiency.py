@@ -24,6 +24,7 @@ import datasets
 from core.errors import DataError
 from core.files import save_figure, writable, write_json
 from core.runs import TrainConfig
+from core.tables import text_table
 from datasets.pipeline import few_labels, split_indices
 from evaluation.neighbours import GallerySpec, embed_source
 from evaluation.retrieval import linear_probe_accuracy
@@ -136,8 +137,7 @@ def curve_figure(results: dict):
 
 def format_results(results: dict) -> str:
     """A small table: labels per class, then mean ± std of each method."""
-    lines = [f"{'labels':>8}" + "".join(f"{method:>16}" for method in METHODS)]
-    for k in results["labels"]:
-        cells = (f"{results['accuracy'][m][k]['mean']:.3f} ± {results['accuracy'][m][k]['std']:.3f}" for m in METHODS)
-        lines.append(f"{k:>8}" + "".join(f"{cell:>16}" for cell in cells))
-    return "\n".join(lines)
+    accuracy = results["accuracy"]
+    rows = [(k, *(f"{accuracy[m][k]['mean']:.3f} ± {accuracy[m][k]['std']:.3f}" for m in METHODS))
+            for k in results["labels"]]
+    return text_table(("labels", *METHODS), rows, ">" * (1 + len(METHODS)))

@@ -25,6 +25,7 @@ from core.errors import DataError, ModelError
 from core.files import save_figure, writable, write_json
 from core.images import resize_batch
 from core.runs import RunFolder, load_config
+from core.tables import text_table
 from datasets.pipeline import data_errors, make_dataset
 from evaluation.generation import sampled_batches
 from evaluation.neighbours import MILKY_WAY, gallery_spec, load_query, query_title
@@ -211,21 +212,23 @@ def reconstruction_figure(originals: np.ndarray, reconstructions: np.ndarray, ti
 
 
 def format_results(result: dict) -> str:
-    """A small text table: MSE, SSIM and (with a judge) the share of classes kept, overall and per class."""
+    """A small text table: MSE, SSIM and (with a judge) the share of classes kept, overall, per class and for the
+    Milky Way, then what the judge made of it."""
     judge = result["judge"]
-    groups = ["all", *result["mse"]["per_class"]]
-    lines = [f"{'class':<18}{'MSE':>9}{'SSIM':>8}" + (f"{'kept':>7}" if judge else "")]
-    for group in groups:
+    rows = []
+    for group in ["all", *result["mse"]["per_class"]]:
         mse = result["mse"]["mean"] if group == "all" else result["mse"]["per_class"][group]
         similarity = result["ssim"]["mean"] if group == "all" else result["ssim"]["per_class"][group]
-        line = f"{group:<18}{mse:>9.5f}{similarity:>8.3f}"
+        rows.append([group, f"{mse:.5f}", f"{similarity:.3f}"])
         if judge:
             kept = judge["class_kept"] if group == "all" else judge["class_kept_per_class"].get(group)
-            line += f"{kept:>7.2f}" if kept is not None else f"{'-':>7}"
-        lines.append(line)
+            rows[-1].append("-" if kept is None else f"{kept:.2f}")
     milky_way = result["milky_way"]
-    judged = f"  judge: {milky_way['judge_class']} -> {milky_way['reconstruction_judge_class']}" if judge else ""
-    lines.append(f"{'Milky Way':<18}{milky_way['mse']:>9.5f}{milky_way['ssim']:>8.3f}{judged}")
+    rows.append(["Milky Way", f"{milky_way['mse']:.5f}", f"{milky_way['ssim']:.3f}"])
+    lines = [text_table(("class", "MSE", "SSIM", *(("kept",) if judge else ())), rows, "<>>>")]
+    if judge:
+        lines.append(f"judge on the Milky Way: {milky_way['judge_class']}, on its reconstruction: "
+                     f"{milky_way['reconstruction_judge_class']}")
     if judge and judge["accuracy_on_originals"] is not None:
         lines.append(f"judge accuracy: originals {judge['accuracy_on_originals']:.3f}, "
                      f"reconstructions {judge['accuracy_on_reconstructions']:.3f}")

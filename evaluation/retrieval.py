@@ -16,6 +16,7 @@ import zoo
 from core.errors import DataError
 from core.files import save_figure, write_json
 from core.runs import load_config
+from core.tables import text_table
 from evaluation.neighbours import build_index, check_k, default_embedding, embed_source, embedder, gallery_spec
 
 
@@ -118,11 +119,7 @@ def retrieval_figure(results: dict, embeddings: list[str]):
 
 def format_results(results: dict) -> str:
     """A small text table: embedding, dimensions, precision@k, linear-probe accuracy, and chance."""
-    k = results["k"]
-    lines = [f"{'embedding':<11}{'dimensions':>11}{f'precision@{k}':>15}{'linear probe':>14}"]
-    for name, value in results.items():
-        if isinstance(value, dict) and "precision_at_k" in value:
-            lines.append(f"{name:<11}{value['dimensions']:>11,}{value['precision_at_k']:>15.3f}"
-                         f"{value['linear_probe']:>14.3f}")
-    lines.append(f"{'chance':<11}{'':>11}{results['chance']:>15.3f}")
-    return "\n".join(lines)
+    rows = [(name, f"{value['dimensions']:,}", f"{value['precision_at_k']:.3f}", f"{value['linear_probe']:.3f}")
+            for name, value in results.items() if isinstance(value, dict) and "precision_at_k" in value]
+    rows.append(("chance", "", f"{results['chance']:.3f}"))
+    return text_table(("embedding", "dimensions", f"precision@{results['k']}", "linear probe"), rows, "<>>>")

@@ -21,6 +21,7 @@ import zoo
 from core.errors import DataError
 from core.files import save_figure, write_json
 from core.runs import RunFolder, load_config
+from core.tables import text_table
 from datasets.hubble import Hubble
 from datasets.pipeline import split_indices
 from datasets.synthetic_galaxies import CLASS_NAMES, DEFAULT_N, SyntheticGalaxies, render
@@ -152,10 +153,8 @@ def robustness_figure(results: dict, examples: dict[str, np.ndarray]):
 def format_results(results: dict) -> str:
     """A small table: one row per condition, one column per score."""
     metrics = list(results["conditions"][CLEAN])
-    lines = ["condition  " + "  ".join(f"{m:>15}" for m in metrics)]
-    for condition, scores in results["conditions"].items():
-        lines.append(f"{condition:<10} " + "  ".join(f"{scores[m]:>15.3f}" for m in metrics))
+    rows = [(condition, *(f"{scores[m]:.3f}" for m in metrics)) for condition, scores in results["conditions"].items()]
     gap = results["hubble_domain_gap"]
-    lines.append(f"Hubble domain gap: real→synthetic {gap['median_real_to_synthetic']:.3f} / synthetic→synthetic "
-                 f"{gap['median_synthetic_to_synthetic']:.3f} = {gap['ratio']:.2f}")
-    return "\n".join(lines)
+    return (text_table(("condition", *metrics), rows, "<" + ">" * len(metrics))
+            + f"\nHubble domain gap: real→synthetic {gap['median_real_to_synthetic']:.3f} / synthetic→synthetic "
+              f"{gap['median_synthetic_to_synthetic']:.3f} = {gap['ratio']:.2f}")
