@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from core.errors import DataError
 from core.files import save_figure, writable, write_json
 from core.runs import TrainConfig
 from core.tables import text_table
-from datasets.pipeline import few_labels, split_indices
+from datasets.pipeline import few_labels, run_split
 from evaluation.neighbours import GallerySpec, embed_source
 from evaluation.retrieval import linear_probe_accuracy
 from training import train
@@ -78,7 +78,8 @@ def label_efficiency(from_run: str, labels=(5, 10, 25, 100, ALL), repeats: int =
     if not source.labeled:
         raise DataError(f"label efficiency needs class labels, but dataset '{dataset}' is unlabeled. "
                         "Use a labeled dataset (synthetic-galaxies, galaxy10, a folder with class sub-folders)")
-    draws = {(k, seed): (split_indices(len(source), "train", validation_fraction, seed) if k == ALL
+    repeat_runs = {seed: replace(runs["scratch"], seed=seed) for seed in range(repeats)}  # how each repeat splits
+    draws = {(k, seed): (run_split(repeat_runs[seed], source, "train").indices if k == ALL
                          else few_labels(source, k, validation_fraction, seed))
              for k in labels for seed in range(repeats)}
     features, all_labels = embed_source(source, {"features": lambda images: predict(encoder, images)},
@@ -89,7 +90,7 @@ def label_efficiency(from_run: str, labels=(5, 10, 25, 100, ALL), repeats: int =
         for k in labels:
             for seed in range(repeats):
                 rows = draws[k, seed]
-                held_out = split_indices(len(source), "validation", validation_fraction, seed)
+                held_out = run_split(repeat_runs[seed], source).indices
                 accuracies["probe"][str(k)].append(linear_probe_accuracy(
                     features["features"][rows], all_labels[rows], features["features"][held_out],
                     all_labels[held_out]))

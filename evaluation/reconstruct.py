@@ -26,7 +26,7 @@ from core.files import save_figure, writable, write_json
 from core.images import resize_batch
 from core.runs import RunFolder, load_config
 from core.tables import text_table
-from datasets.pipeline import data_errors, make_dataset
+from datasets.pipeline import data_errors, make_dataset, run_split
 from evaluation.generation import sampled_batches
 from evaluation.neighbours import MILKY_WAY, gallery_spec, load_query, query_title
 
@@ -130,8 +130,7 @@ def evaluate_reconstruction(run_dir: str | Path, judge_run: str | Path | None = 
     judge = Judge(judge_run, source.channels) if judge_run is not None else None
     if out_dir is not None:
         writable(out_dir)
-    dataset = make_dataset(source, image_size=spec.image_size, crop=spec.crop, split="validation",
-                           validation_fraction=load_config(run_dir).validation_fraction, seed=spec.seed,
+    dataset = make_dataset(run_split(load_config(run_dir), source), image_size=spec.image_size, crop=spec.crop,
                            batch_size=batch_size, cache=False)
     errors, similarities, labels, brightness, judged, judged_reconstructions = [], [], [], [], [], []
     shown = Shown(len(source.class_names))

@@ -8,6 +8,7 @@ linear-probe accuracy: a logistic regression on the standardised training vector
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from core.errors import DataError
 from core.files import save_figure, write_json
 from core.runs import load_config
 from core.tables import text_table
+from datasets.pipeline import run_split
 from evaluation.neighbours import build_index, check_k, default_embedding, embed_source, embedder, gallery_spec
 
 
@@ -63,7 +65,7 @@ def evaluate_retrieval(run_dir: str | Path, k: int = 10, embedding: str | None =
     and probe test set), against its training split (gallery and probe training set); retrieval.json/.png in
     out_dir."""
     spec = gallery_spec(run_dir, **spec_overrides)
-    validation_fraction = load_config(run_dir).validation_fraction
+    config = replace(load_config(run_dir), seed=spec.seed)   # the gallery's seed (--seed) also draws its split
     model = zoo.load(run_dir)
     embedding = embedding or default_embedding(model)
     if embedding == "pixels":
@@ -74,9 +76,8 @@ def evaluate_retrieval(run_dir: str | Path, k: int = 10, embedding: str | None =
     if not source.labeled:
         raise DataError(f"retrieval needs class labels, but dataset '{source.name}' is unlabeled. "
                         "Use a labeled dataset (synthetic-galaxies, galaxy10, a folder of class sub-folders)")
-    split = dict(spec=spec, validation_fraction=validation_fraction)
-    gallery, gallery_labels = embed_source(source, embedders, split="train", **split)
-    queries, query_labels = embed_source(source, embedders, split="validation", **split)
+    gallery, gallery_labels = embed_source(run_split(config, source, "train"), embedders, spec)
+    queries, query_labels = embed_source(run_split(config, source), embedders, spec)
     check_k(k, len(gallery_labels))
     results = {"run": str(run_dir), "model": model.zoo_name, "dataset": spec.dataset, "k": k,
                "n_queries": len(query_labels), "n_gallery": len(gallery_labels),

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+import datasets
 import zoo
 from core.errors import DataError
 from core.files import save_figure, write_json
 from core.runs import RunFolder, load_config
 from core.tables import text_table
 from datasets.hubble import Hubble
-from datasets.pipeline import split_indices
+from datasets.pipeline import run_split
 from datasets.synthetic_galaxies import CLASS_NAMES, DEFAULT_N, SyntheticGalaxies, render
 from datasets.synthetic_galaxies.observe import HELD_OUT_CONDITIONS
 from evaluation.neighbours import build_index, capabilities, default_embedding, embedder
@@ -62,10 +63,8 @@ def validation_rows(run_dir: str | Path, n: int) -> tuple[np.ndarray, np.ndarray
     validation split when it trained on all five built-in classes, else galaxies of the next seed."""
     config = load_config(run_dir)
     if config.dataset == "synthetic-galaxies" and config.classes is None:
-        source = SyntheticGalaxies(n=DEFAULT_N, seed=config.seed)
-        rows = split_indices(min(config.limit or DEFAULT_N, DEFAULT_N), "validation", config.validation_fraction,
-                             config.seed)[:n]
-        return rows, source.labels()[rows], config.seed
+        held_out = run_split(config, datasets.load(config.dataset, seed=config.seed, limit=config.limit))
+        return held_out.indices[:n], held_out.labels()[:n], config.seed
     source = SyntheticGalaxies(n=DEFAULT_N, seed=config.seed + 1)
     rows = np.arange(min(n, DEFAULT_N))
     return rows, source.labels()[rows], config.seed + 1
