@@ -78,7 +78,8 @@ def label_efficiency(from_run: str, labels=(5, 10, 25, 100, ALL), repeats: int =
     if not source.labeled:
         raise DataError(f"label efficiency needs class labels, but dataset '{dataset}' is unlabeled. "
                         "Use a labeled dataset (synthetic-galaxies, galaxy10, a folder with class sub-folders)")
-    repeat_runs = {seed: replace(runs["scratch"], seed=seed) for seed in range(repeats)}  # how each repeat splits
+    # each repeat's runs, whose split into training and validation images the probe uses too
+    repeat_runs = {seed: replace(runs["scratch"], seed=seed) for seed in range(repeats)}
     draws = {(k, seed): (run_split(repeat_runs[seed], source, "train").indices if k == ALL
                          else few_labels(source, k, validation_fraction, seed))
              for k in labels for seed in range(repeats)}
