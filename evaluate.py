@@ -19,36 +19,6 @@ def subcommand(commands, name: str, handler) -> cli.Parser:
     return parser
 
 
-def names_from(allowed: tuple[str, ...], what: str):
-    """An argparse type for a comma-separated subset of `allowed`, e.g. --devices cpu,gpu."""
-    import argparse
-
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(name.strip() for name in text.split(",") if name.strip())
-        unknown = [name for name in names if name not in allowed]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"unknown {what} '{','.join(unknown) or text}', "
-                                             f"use some of {','.join(allowed)}")
-        return names
-
-    return parse
-
-
-def sizes(text: str) -> tuple[int, ...]:
-    """An argparse type for comma-separated counts such as 100k,1M,10M."""
-    import argparse
-
-    scale = {"k": 1_000, "m": 1_000_000}
-    try:
-        counts = tuple(int(float(item[:-1]) * scale[item[-1].lower()]) if item[-1].lower() in scale else int(item)
-                       for item in (part.strip() for part in text.split(",")) if item)
-    except (ValueError, IndexError):
-        counts = ()
-    if not counts or min(counts) < 1_000:
-        raise argparse.ArgumentTypeError(f"expected sizes of at least 1000 such as 100k,1M, got '{text}'")
-    return counts
-
-
 def add_benchmark(commands) -> None:
     import argparse
 
@@ -56,17 +26,17 @@ def add_benchmark(commands) -> None:
     from search.gallery import KINDS
 
     parser = subcommand(commands, "benchmark", run_benchmark)
-    parser.add_argument("--models", type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
+    parser.add_argument("--models", type=cli.names,
                         help="comma-separated registered models (default: every one)")
-    parser.add_argument("--devices", type=names_from(DEVICES, "device"), default=DEVICES,
+    parser.add_argument("--devices", type=cli.names_from(DEVICES, "device"), default=DEVICES,
                         help="cpu, gpu or both (default); a device not present is reported as absent")
-    parser.add_argument("--modes", type=names_from(MODES + SCALE_MODES, "mode"), default=MODES,
+    parser.add_argument("--modes", type=cli.names_from(MODES + SCALE_MODES, "mode"), default=MODES,
                         help=f"what to measure, some of {','.join(MODES + SCALE_MODES)} (default: "
                              f"{','.join(MODES)}); search: FAISS indexes over --sizes synthetic vectors, embed: "
                              "--embed-images embedded in one process against Ray workers")
-    parser.add_argument("--sizes", type=sizes, default=(100_000, 1_000_000, 10_000_000),
+    parser.add_argument("--sizes", type=cli.sizes, default=(100_000, 1_000_000, 10_000_000),
                         help="search: gallery sizes, comma-separated, k/M allowed (100k,1M,10M)")
-    parser.add_argument("--kinds", type=names_from(KINDS, "index kind"), default=("auto",),
+    parser.add_argument("--kinds", type=cli.names_from(KINDS, "index kind"), default=("auto",),
                         help=f"search: index kinds, some of {','.join(KINDS)} (auto)")
     parser.add_argument("--embed-images", type=cli.positive_int, default=20_000,
                         help="embed: images embedded both ways (20000)")
@@ -85,7 +55,7 @@ def add_benchmark(commands) -> None:
     parser.add_argument("--distribute", choices=("mirrored", "data-parallel"),
                         help="measure training under train.py's --distribute on 1, 2, ... devices instead (--replicas; "
                              "default models classifier,stylegan): scaling.json and scaling.md")
-    parser.add_argument("--replicas", type=lambda text: tuple(int(n) for n in text.split(",")), default=(1, 2),
+    parser.add_argument("--replicas", type=cli.whole_numbers, default=(1, 2),
                         help="device counts for --distribute, comma-separated (default 1,2)")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
                         help="compare two benchmark.json files instead of measuring")
@@ -171,12 +141,9 @@ PRESET_HELP = "preset:NAME, a shipped run (train.py --list) whose default output
 def add_gallery_flags(parser) -> None:
     """Which images to search: the run's own dataset and preparation unless these say otherwise."""
     parser.add_argument("--run", help=f"run folder written by train.py, or {PRESET_HELP}; omit for --embedding pixels")
-    parser.add_argument("--dataset", help="gallery dataset (default: the run's, else synthetic-galaxies)")
-    parser.add_argument("--data-dir", help="file or folder the dataset reads (galaxy10: the .h5 file)")
-    parser.add_argument("--classes", help="keep these classes, comma-separated names or indices")
-    parser.add_argument("--limit", type=cli.positive_int, help="use only the first N images")
-    parser.add_argument("--image-size", type=cli.positive_int, help="square size in px (only without --run)")
-    parser.add_argument("--crop", type=cli.positive_float, help="central fraction kept before resizing")
+    cli.add_dataset_flags(parser, "dataset", "data_dir", "classes", "limit", "image_size", "crop", default=None,
+                          dataset_help="gallery dataset (default: the run's, else synthetic-galaxies)",
+                          image_size_help="square size in px (only without --run)")
     parser.add_argument("--seed", type=int, help="dataset seed (default: the run's, else 0)")
     parser.add_argument("--embedding", choices=("latent", "scores", "pixels"),
                         help="latent (encode), scores (class probabilities) or pixels (default: what the model has)")
@@ -224,22 +191,13 @@ def run_neighbours(args) -> None:
           f"wrote {out}/neighbours.csv, {out}/neighbours.png")
 
 
-def port_number(text: str) -> int:
-    """An argparse type for --port: 0 (any free port) to 65535."""
-    import argparse
-
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got '{text}'")
-    return int(text)
-
-
 def add_serve(commands) -> None:
     parser = subcommand(commands, "serve", run_serve)
     add_gallery_flags(parser)
     parser.add_argument("--index", required=True, metavar="FILE",
                         help="embeddings + FAISS index of the gallery: built and saved here first if missing")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=port_number, default=8000, help="port to listen on (8000; 0: any free one)")
+    parser.add_argument("--port", type=cli.port_number, default=8000, help="port to listen on (8000; 0: any free one)")
     parser.add_argument("--measure", type=cli.positive_int, metavar="N",
                         help="instead of serving: time N queries of each kind over HTTP, write serve-latency.json")
     parser.add_argument("--out", help="with --measure: folder for serve-latency.json (default RUN/serve)")
@@ -359,9 +317,7 @@ def add_label_efficiency(commands) -> None:
                              "(5,10,25,100,all)")
     parser.add_argument("--repeats", type=cli.positive_int, default=3,
                         help="draws of the labeled images (seeds 0, 1, ...) per number of labels (3)")
-    parser.add_argument("--dataset", default="synthetic-galaxies", help="a labeled dataset (synthetic-galaxies)")
-    parser.add_argument("--data-dir", help="file or folder the dataset reads")
-    parser.add_argument("--limit", type=cli.positive_int, help="use only the first N images")
+    cli.add_dataset_flags(parser, "dataset", "data_dir", "limit", dataset_help="a labeled dataset (synthetic-galaxies)")
     parser.add_argument("--epochs", type=cli.positive_int, default=6, help="epochs of every network (6)")
     parser.add_argument("--steps-per-epoch", type=cli.positive_int, default=25,
                         help="batches per epoch, the same for every number of labels (25)")

@@ -8,20 +8,6 @@ import cli
 from core.runs import STRATEGIES
 
 
-def parse_option(text: str) -> tuple[str, object]:
-    """KEY=VALUE with VALUE read as JSON when it parses (numbers, true/false), else as a string."""
-    import argparse
-    import json
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
-
-
 def model_flags(args) -> dict:
     """The --option pairs, plus the StyleGAN schedule flags that were given."""
     schedule = {"start_size": args.start_size, "images_per_stage": args.images_per_stage}
@@ -33,16 +19,8 @@ def build_parser() -> cli.Parser:
     parser.add_argument("--list", action="store_true",
                         help="list models (capabilities, parameters), datasets and the shipped presets")
     parser.add_argument("--model", help="registered model name (see --list)")
-    parser.add_argument("--dataset", default="synthetic-galaxies", help="dataset source (see --list)")
-    parser.add_argument("--data-dir", help="file or folder the dataset reads (galaxy10: the .h5 file)")
-    parser.add_argument("--classes", help="keep these classes, comma-separated names or indices, e.g. 2,5,6")
-    parser.add_argument("--limit", type=cli.positive_int, help="use only the first N images")
-    parser.add_argument("--image-size", type=cli.positive_int,
-                        help="square size in px (default: 64 for galaxy models, 1000 for star fields, the --tile size)")
-    parser.add_argument("--tile", type=cli.positive_int,
-                        help="cut each image into TILE×TILE tiles that cover it, e.g. --tile 256 for star fields")
-    parser.add_argument("--crop", type=cli.positive_float,
-                        help="keep this central fraction of each image before resizing, e.g. 0.5")
+    cli.add_dataset_flags(parser, image_size_help="square size in px (default: 64 for galaxy models, 1000 for star "
+                                                  "fields, the --tile size)")
     parser.add_argument("--epochs", type=cli.positive_int,
                         help="default: the model's own, else 10; with --resume: train on to this many")
     parser.add_argument("--steps-per-epoch", type=cli.positive_int, help="batches per epoch (default: one pass)")
@@ -51,7 +29,7 @@ def build_parser() -> cli.Parser:
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--no-augment", dest="augment", action="store_false",
                         help="turn off random flips and 90° rotations")
-    parser.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+    parser.add_argument("--option", action="append", type=cli.key_value, default=[], metavar="KEY=VALUE",
                         help="a model option, e.g. --option preset=wide --option latent_dim=32")
     tune = parser.add_argument_group("fine-tuning a pretrained encoder (training/finetune.py)")
     tune.add_argument("--from", dest="from_run", metavar="RUN_OR_PRESET",
@@ -85,23 +63,23 @@ def print_catalogue() -> None:
     import datasets
     import zoo
     from core.runs import PRESET, list_presets, load_config, presets_dir
+    from core.tables import text_table
 
-    print(f"{'model':<14}{'world':<13}{'parameters':>12}  capabilities")
+    models = []
     for name in zoo.list_models():
         entry = zoo.get_entry(name)
         model = zoo.create(name)
         count = f"{model.count_params():,}" if hasattr(model, "count_params") else "-"
-        print(f"{name:<14}{entry.world:<13}{count:>12}  {', '.join(entry.capabilities)}   {entry.description}")
-    print(f"\n{'dataset':<20}description")
-    for name, description in datasets.list_datasets().items():
-        print(f"{name:<20}{description}")
-    print(f"\n{'preset (--run preset:NAME)':<28}{'model':<14}{'dataset':<20}capabilities")
-    if not list_presets():
-        print(f"none shipped in {presets_dir()}")
+        models.append((name, entry.world, count, ", ".join(entry.capabilities), entry.description))
+    print(text_table(("model", "world", "parameters", "capabilities", "description"), models, "<<>"))
+    print("\n" + text_table(("dataset", "description"), list(datasets.list_datasets().items())))
+    presets = []
     for name in list_presets():
         config = load_config(PRESET + name)
-        uses = ", ".join(zoo.get_entry(config.model).capabilities)
-        print(f"{name:<28}{config.model:<14}{config.dataset:<20}{uses}")
+        presets.append((name, config.model, config.dataset, ", ".join(zoo.get_entry(config.model).capabilities)))
+    print("\n" + text_table(("preset (--run preset:NAME)", "model", "dataset", "capabilities"), presets))
+    if not presets:
+        print(f"none shipped in {presets_dir()}")
 
 
 PER_PROCESS = ("coordinator", "num_processes", "process_id")     # how this process joins, not a run setting

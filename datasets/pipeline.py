@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.errors import DataError
+from core.runs import TrainConfig
 from datasets.source import Source, Subset
 
 SPLITS = ("train", "validation")
@@ -31,6 +32,20 @@ def split_indices(n: int, split: str | None, validation_fraction: float = 0.1, s
     is_validation = np.zeros(n, bool)
     is_validation[np.random.default_rng(seed).permutation(n)[:n_validation]] = True
     return np.flatnonzero(is_validation if split == "validation" else ~is_validation)
+
+
+def split_source(source: Source, split: str | None, validation_fraction: float = 0.1, seed: int = 0) -> Subset:
+    """The rows of `split` (split_indices) as a source of their own; a DataError when there are none."""
+    rows = Subset(source, split_indices(len(source), split, validation_fraction, seed))
+    if len(rows) == 0:
+        raise DataError(f"the {split or 'whole'} split of '{source.name}' is empty. Use more images")
+    return rows
+
+
+def run_split(config: TrainConfig, source: Source, split: str = "validation") -> Subset:
+    """A run's `split` of `source`: the split train.py made with the run's validation_fraction and seed, so an
+    evaluation reads exactly the images the run held out (or trained on)."""
+    return split_source(source, split, config.validation_fraction, config.seed)
 
 
 def few_labels(source: Source, per_class: int, validation_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
@@ -179,9 +194,7 @@ def make_dataset(source: Source, *, image_size: int = 64, crop: float | None = N
         raise DataError(f"image size and batch size must be positive, got {image_size} and {batch_size}. "
                         "Pass positive values")
     _check_crop(crop)
-    rows = Subset(source, split_indices(len(source), split, validation_fraction, seed))
-    if len(rows) == 0:
-        raise DataError(f"the {split or 'whole'} split of '{source.name}' is empty. Use more images")
+    rows = split_source(source, split, validation_fraction, seed)
     channels = source.channels
     dataset = tf.data.Dataset.from_generator(
         lambda: _blocks(rows, chunk_size, tile),

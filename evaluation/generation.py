@@ -20,7 +20,7 @@ from core.errors import ModelError
 from core.files import save_figure, write_json, write_png
 from core.images import image_grid, resize_batch
 from core.runs import load_config
-from datasets.pipeline import make_dataset, to_numpy
+from datasets.pipeline import make_dataset, run_split, to_numpy
 from search.embedding import gallery_spec
 from search.queries import load_query, query_title
 
@@ -152,9 +152,9 @@ def generate_images(run_dir: str | Path, out_dir: str | Path, n: int = 16, seed:
         source = spec.open()
         query = load_query(near, spec, source.channels)
         check_out_dir(out_dir, n)
-        sample, _ = to_numpy(make_dataset(source, image_size=spec.image_size, crop=spec.crop, split="validation",
-                                          validation_fraction=load_config(run_dir).validation_fraction,
-                                          seed=spec.seed, batch_size=SPREAD_IMAGES, cache=False).take(1))
+        held_out = run_split(load_config(run_dir), source)
+        sample, _ = to_numpy(make_dataset(held_out, image_size=spec.image_size, crop=spec.crop,
+                                          batch_size=SPREAD_IMAGES, cache=False).take(1))
         noise = DEFAULT_NOISE if noise is None else noise
         spread = model.encode(sample).std(axis=0)
         errors, reconstruction = reconstruction_error(model, query, sample)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ import datasets
 from core.errors import DataError
 from core.files import save_figure, writable, write_json
 from core.runs import TrainConfig
-from datasets.pipeline import few_labels, split_indices
+from core.tables import text_table
+from datasets.pipeline import few_labels, run_split
 from evaluation.retrieval import linear_probe_accuracy
 from search.embedding import GallerySpec, embed_source
 from training import train
@@ -77,7 +78,9 @@ def label_efficiency(from_run: str, labels=(5, 10, 25, 100, ALL), repeats: int =
     if not source.labeled:
         raise DataError(f"label efficiency needs class labels, but dataset '{dataset}' is unlabeled. "
                         "Use a labeled dataset (synthetic-galaxies, galaxy10, a folder with class sub-folders)")
-    draws = {(k, seed): (split_indices(len(source), "train", validation_fraction, seed) if k == ALL
+    # each repeat's runs, whose split into training and validation images the probe uses too
+    repeat_runs = {seed: replace(runs["scratch"], seed=seed) for seed in range(repeats)}
+    draws = {(k, seed): (run_split(repeat_runs[seed], source, "train").indices if k == ALL
                          else few_labels(source, k, validation_fraction, seed))
              for k in labels for seed in range(repeats)}
     features, all_labels = embed_source(source, {"features": lambda images: predict(encoder, images)},
@@ -88,7 +91,7 @@ def label_efficiency(from_run: str, labels=(5, 10, 25, 100, ALL), repeats: int =
         for k in labels:
             for seed in range(repeats):
                 rows = draws[k, seed]
-                held_out = split_indices(len(source), "validation", validation_fraction, seed)
+                held_out = run_split(repeat_runs[seed], source).indices
                 accuracies["probe"][str(k)].append(linear_probe_accuracy(
                     features["features"][rows], all_labels[rows], features["features"][held_out],
                     all_labels[held_out]))
@@ -136,8 +139,7 @@ def curve_figure(results: dict):
 
 def format_results(results: dict) -> str:
     """A small table: labels per class, then mean ± std of each method."""
-    lines = [f"{'labels':>8}" + "".join(f"{method:>16}" for method in METHODS)]
-    for k in results["labels"]:
-        cells = (f"{results['accuracy'][m][k]['mean']:.3f} ± {results['accuracy'][m][k]['std']:.3f}" for m in METHODS)
-        lines.append(f"{k:>8}" + "".join(f"{cell:>16}" for cell in cells))
-    return "\n".join(lines)
+    accuracy = results["accuracy"]
+    rows = [(k, *(f"{accuracy[m][k]['mean']:.3f} ± {accuracy[m][k]['std']:.3f}" for m in METHODS))
+            for k in results["labels"]]
+    return text_table(("labels", *METHODS), rows, ">" * (1 + len(METHODS)))

@@ -32,6 +32,7 @@ import numpy as np
 from core.errors import DataError
 from core.files import save_figure, write_atomic, write_json
 from core.runs import TrainConfig
+from core.tables import markdown_table
 from evaluation.score import MIN_IMAGES, average_histogram, format_table, score_sets
 from training import train
 
@@ -162,19 +163,19 @@ def table1(trained: dict[str, dict], config: PaperConfig) -> str:
     what = {"naive": f"{config.fields} fields (90% train)", "layered": f"{config.fields} fields (90% train)",
             "stylegan": f"short schedule: {stylegan_images:,} tiles of {config.stylegan_tile} px at "
                         f"{config.stylegan_image_size} px, grown from {config.stylegan_start_size} px"}
-    lines = ["| model | seed hardware | seed USD/h | seed hours | seed USD | here: trained on | here: wall | "
-             f"here: CPU | here: USD at {CPU_PRICE[0]} {CPU_PRICE[1]}/h |",
-             "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    header = ("model", "seed hardware", "seed USD/h", "seed hours", "seed USD", "here: trained on", "here: wall",
+              "here: CPU", f"here: USD at {CPU_PRICE[0]} {CPU_PRICE[1]}/h")
+    rows = []
     for name in MODELS:
         hardware, price, hours, cost = SEED_TRAINING[name]
         wall, cpu = trained[name]["wall_s"], trained[name]["cpu_s"]
-        lines.append(f"| {LABELS[name]} | {hardware} | {price} | {hours} | {cost} | {what[name]} | {wall:.0f} s "
-                     f"({wall / 3600:.3f} h) | {cpu:.0f} s | {wall / 3600 * CPU_PRICE[1]:.4f} |")
+        rows.append((LABELS[name], hardware, str(price), str(hours), str(cost), what[name],
+                     f"{wall:.0f} s ({wall / 3600:.3f} h)", f"{cpu:.0f} s", f"{wall / 3600 * CPU_PRICE[1]:.4f}"))
     for name in ("rf-scorer", "cnn-scorer"):
         wall, cpu = trained[name]["wall_s"], trained[name]["cpu_s"]
-        lines.append(f"| {name} | | | | | {config.scored_fields} scored fields (90% train) | {wall:.0f} s | "
-                     f"{cpu:.0f} s | {wall / 3600 * CPU_PRICE[1]:.4f} |")
-    return "\n".join(lines) + "\n"
+        rows.append((name, "", "", "", "", f"{config.scored_fields} scored fields (90% train)", f"{wall:.0f} s",
+                     f"{cpu:.0f} s", f"{wall / 3600 * CPU_PRICE[1]:.4f}"))
+    return markdown_table(header, rows, "<<>>><>>>") + "\n"
 
 
 def make_paper(out_dir: str | Path = "reports/paper", config: PaperConfig = PaperConfig(),

@@ -25,7 +25,8 @@ from core.errors import DataError
 from core.files import save_figure, writable, write_json
 from core.images import resize_batch
 from core.runs import RunFolder, load_config
-from datasets.pipeline import data_errors, make_dataset
+from core.tables import text_table
+from datasets.pipeline import data_errors, make_dataset, run_split
 from evaluation.generation import sampled_batches
 from search.embedding import gallery_spec
 from search.queries import MILKY_WAY, load_query, query_title
@@ -126,8 +127,7 @@ def evaluate_reconstruction(run_dir: str | Path, judge_run: str | Path | None = 
     judge = Judge(judge_run, source.channels) if judge_run is not None else None
     if out_dir is not None:
         writable(out_dir)
-    dataset = make_dataset(source, image_size=spec.image_size, crop=spec.crop, split="validation",
-                           validation_fraction=load_config(run_dir).validation_fraction, seed=spec.seed,
+    dataset = make_dataset(run_split(load_config(run_dir), source), image_size=spec.image_size, crop=spec.crop,
                            batch_size=batch_size, cache=False)
     errors, similarities, labels, brightness, judged, judged_reconstructions = [], [], [], [], [], []
     shown = Shown(len(source.class_names))
@@ -208,21 +208,23 @@ def reconstruction_figure(originals: np.ndarray, reconstructions: np.ndarray, ti
 
 
 def format_results(result: dict) -> str:
-    """A small text table: MSE, SSIM and (with a judge) the share of classes kept, overall and per class."""
+    """A small text table: MSE, SSIM and (with a judge) the share of classes kept, overall, per class and for the
+    Milky Way, then what the judge made of it."""
     judge = result["judge"]
-    groups = ["all", *result["mse"]["per_class"]]
-    lines = [f"{'class':<18}{'MSE':>9}{'SSIM':>8}" + (f"{'kept':>7}" if judge else "")]
-    for group in groups:
+    rows = []
+    for group in ["all", *result["mse"]["per_class"]]:
         mse = result["mse"]["mean"] if group == "all" else result["mse"]["per_class"][group]
         similarity = result["ssim"]["mean"] if group == "all" else result["ssim"]["per_class"][group]
-        line = f"{group:<18}{mse:>9.5f}{similarity:>8.3f}"
+        rows.append([group, f"{mse:.5f}", f"{similarity:.3f}"])
         if judge:
             kept = judge["class_kept"] if group == "all" else judge["class_kept_per_class"].get(group)
-            line += f"{kept:>7.2f}" if kept is not None else f"{'-':>7}"
-        lines.append(line)
+            rows[-1].append("-" if kept is None else f"{kept:.2f}")
     milky_way = result["milky_way"]
-    judged = f"  judge: {milky_way['judge_class']} -> {milky_way['reconstruction_judge_class']}" if judge else ""
-    lines.append(f"{'Milky Way':<18}{milky_way['mse']:>9.5f}{milky_way['ssim']:>8.3f}{judged}")
+    rows.append(["Milky Way", f"{milky_way['mse']:.5f}", f"{milky_way['ssim']:.3f}"])
+    lines = [text_table(("class", "MSE", "SSIM", *(("kept",) if judge else ())), rows, "<>>>")]
+    if judge:
+        lines.append(f"judge on the Milky Way: {milky_way['judge_class']}, on its reconstruction: "
+                     f"{milky_way['reconstruction_judge_class']}")
     if judge and judge["accuracy_on_originals"] is not None:
         lines.append(f"judge accuracy: originals {judge['accuracy_on_originals']:.3f}, "
                      f"reconstructions {judge['accuracy_on_reconstructions']:.3f}")

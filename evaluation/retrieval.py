@@ -8,6 +8,7 @@ linear-probe accuracy: a logistic regression on the standardised training vector
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ import numpy as np
 from core.errors import DataError
 from core.files import save_figure, write_json
 from core.runs import load_config
+from core.tables import text_table
+from datasets.pipeline import run_split
 from search.embedding import embed_source, embedder, open_run
 from search.gallery import build_index, check_k
 
@@ -63,18 +66,17 @@ def evaluate_retrieval(run_dir: str | Path, k: int = 10, embedding: str | None =
     out_dir."""
     run = open_run(run_dir, embedding, **spec_overrides)
     spec, model, embedding = run.spec, run.model, run.embedding
+    config = replace(load_config(run_dir), seed=spec.seed)   # the gallery's seed (--seed) also draws its split
     if embedding == "pixels":
         raise DataError("retrieval always measures pixels as the baseline. "
                         "Pass --embedding latent or scores (or leave it out)")
-    validation_fraction = load_config(run_dir).validation_fraction
     embedders = {"pixels": embedder(None, "pixels"), embedding: run.embed}
     source = spec.open()
     if not source.labeled:
         raise DataError(f"retrieval needs class labels, but dataset '{source.name}' is unlabeled. "
                         "Use a labeled dataset (synthetic-galaxies, galaxy10, a folder of class sub-folders)")
-    split = dict(spec=spec, validation_fraction=validation_fraction)
-    gallery, gallery_labels = embed_source(source, embedders, split="train", **split)
-    queries, query_labels = embed_source(source, embedders, split="validation", **split)
+    gallery, gallery_labels = embed_source(run_split(config, source, "train"), embedders, spec)
+    queries, query_labels = embed_source(run_split(config, source), embedders, spec)
     check_k(k, len(gallery_labels))
     results = {"run": str(run_dir), "model": model.zoo_name, "dataset": spec.dataset, "k": k,
                "n_queries": len(query_labels), "n_gallery": len(gallery_labels),
@@ -117,11 +119,7 @@ def retrieval_figure(results: dict, embeddings: list[str]):
 
 def format_results(results: dict) -> str:
     """A small text table: embedding, dimensions, precision@k, linear-probe accuracy, and chance."""
-    k = results["k"]
-    lines = [f"{'embedding':<11}{'dimensions':>11}{f'precision@{k}':>15}{'linear probe':>14}"]
-    for name, value in results.items():
-        if isinstance(value, dict) and "precision_at_k" in value:
-            lines.append(f"{name:<11}{value['dimensions']:>11,}{value['precision_at_k']:>15.3f}"
-                         f"{value['linear_probe']:>14.3f}")
-    lines.append(f"{'chance':<11}{'':>11}{results['chance']:>15.3f}")
-    return "\n".join(lines)
+    rows = [(name, f"{value['dimensions']:,}", f"{value['precision_at_k']:.3f}", f"{value['linear_probe']:.3f}")
+            for name, value in results.items() if isinstance(value, dict) and "precision_at_k" in value]
+    rows.append(("chance", "", f"{results['chance']:.3f}"))
+    return text_table(("embedding", "dimensions", f"precision@{results['k']}", "linear probe"), rows, "<>>>")

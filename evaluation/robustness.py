@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+import datasets
 import zoo
 from core.errors import DataError
 from core.files import save_figure, write_json
 from core.runs import RunFolder, load_config
+from core.tables import text_table
 from datasets.hubble import Hubble
-from datasets.pipeline import split_indices
+from datasets.pipeline import run_split
 from datasets.synthetic_galaxies import CLASS_NAMES, DEFAULT_N, SyntheticGalaxies, render
 from datasets.synthetic_galaxies.observe import HELD_OUT_CONDITIONS
 from search.embedding import default_embedding, embedder
@@ -62,10 +64,8 @@ def validation_rows(run_dir: str | Path, n: int) -> tuple[np.ndarray, np.ndarray
     validation split when it trained on all five built-in classes, else galaxies of the next seed."""
     config = load_config(run_dir)
     if config.dataset == "synthetic-galaxies" and config.classes is None:
-        source = SyntheticGalaxies(n=DEFAULT_N, seed=config.seed)
-        rows = split_indices(min(config.limit or DEFAULT_N, DEFAULT_N), "validation", config.validation_fraction,
-                             config.seed)[:n]
-        return rows, source.labels()[rows], config.seed
+        held_out = run_split(config, datasets.load(config.dataset, seed=config.seed, limit=config.limit))
+        return held_out.indices[:n], held_out.labels()[:n], config.seed
     source = SyntheticGalaxies(n=DEFAULT_N, seed=config.seed + 1)
     rows = np.arange(min(n, DEFAULT_N))
     return rows, source.labels()[rows], config.seed + 1
@@ -153,10 +153,8 @@ def robustness_figure(results: dict, examples: dict[str, np.ndarray]):
 def format_results(results: dict) -> str:
     """A small table: one row per condition, one column per score."""
     metrics = list(results["conditions"][CLEAN])
-    lines = ["condition  " + "  ".join(f"{m:>15}" for m in metrics)]
-    for condition, scores in results["conditions"].items():
-        lines.append(f"{condition:<10} " + "  ".join(f"{scores[m]:>15.3f}" for m in metrics))
+    rows = [(condition, *(f"{scores[m]:.3f}" for m in metrics)) for condition, scores in results["conditions"].items()]
     gap = results["hubble_domain_gap"]
-    lines.append(f"Hubble domain gap: real→synthetic {gap['median_real_to_synthetic']:.3f} / synthetic→synthetic "
-                 f"{gap['median_synthetic_to_synthetic']:.3f} = {gap['ratio']:.2f}")
-    return "\n".join(lines)
+    return (text_table(("condition", *metrics), rows, "<" + ">" * len(metrics))
+            + f"\nHubble domain gap: real→synthetic {gap['median_real_to_synthetic']:.3f} / synthetic→synthetic "
+              f"{gap['median_synthetic_to_synthetic']:.3f} = {gap['ratio']:.2f}")

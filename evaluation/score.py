@@ -37,6 +37,7 @@ from core.errors import DataError
 from core.files import save_figure, write_json
 from core.images import resize_batch
 from core.runs import load_config
+from core.tables import text_table
 from datasets.folder import decode_image
 from datasets.pipeline import data_errors, make_dataset, stitch_tiles, tile_offsets
 from evaluation.generation import sampled_batches
@@ -351,8 +352,7 @@ def format_table(report: dict) -> str:
                      number(s["precision"], 2), number(s["recall"], 2), f"{collapse['black_fraction']:.0%}",
                      f"{ratio:.2f}" + (" collapsed" if collapse["collapsed"] else ""),
                      "-" if s["source_count"] is None else f"{s['source_count']['mean']:.1f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return text_table(rows[0], rows[1:])
 
 
 def average_histogram(summary: Summary) -> np.ndarray:

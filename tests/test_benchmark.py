@@ -171,6 +171,8 @@ BAD_INPUT = [
     (["--image-size", "12", "--out", "o"], "error: --image-size must be a positive multiple of 8, got 12"),
     (["--models", "classifier,nope", "--out", "o"], "error: unknown model 'nope'. Choose one of: autoencoder"),
     (["--compare", "missing.json", "missing.json"], "error: 'missing.json' is not a readable benchmark.json"),
+    (["--distribute", "mirrored", "--replicas", "1,two", "--out", "o"],
+     "error: argument --replicas: expected whole numbers separated by commas such as 1,2, got '1,two'. "),
 ]
 
 

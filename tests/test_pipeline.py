@@ -3,7 +3,16 @@ import pytest
 
 import datasets
 from core.errors import DataError
-from datasets.pipeline import make_dataset, prepare_image, split_indices, stitch_tiles, tile_offsets, to_numpy
+from core.runs import TrainConfig
+from datasets.pipeline import (
+    make_dataset,
+    prepare_image,
+    run_split,
+    split_indices,
+    stitch_tiles,
+    tile_offsets,
+    to_numpy,
+)
 from datasets.source import ArraySource, Subset
 
 
@@ -35,6 +44,19 @@ def test_train_and_validation_splits_are_disjoint_seeded_and_cover_everything():
 def test_split_datasets_read_the_right_rows(striped_source):
     _, labels = to_numpy(make_dataset(striped_source, image_size=24, split="validation", validation_fraction=0.25))
     np.testing.assert_array_equal(labels, striped_source.labels()[split_indices(40, "validation", 0.25)])
+
+
+def test_a_runs_split_holds_out_the_images_its_training_held_out(striped_source):
+    config = TrainConfig(model="vae", validation_fraction=0.25, seed=5)
+    held_out, trained_on = run_split(config, striped_source), run_split(config, striped_source, "train")
+    images, labels = to_numpy(make_dataset(striped_source, image_size=24, split="validation", validation_fraction=0.25,
+                                           seed=5))
+    np.testing.assert_array_equal(held_out.indices, split_indices(40, "validation", 0.25, seed=5))
+    np.testing.assert_array_equal(np.round(images * 255).astype(np.uint8), held_out.read(0, 10)[0])
+    np.testing.assert_array_equal(labels, held_out.labels())
+    assert len(trained_on) == 30 and set(trained_on.indices).isdisjoint(held_out.indices)
+    with pytest.raises(DataError, match="the validation split of 'stripes' is empty. Use more images"):
+        run_split(config, Subset(striped_source, [0]))
 
 
 def test_resize_and_centre_crop():

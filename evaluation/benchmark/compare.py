@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from core.errors import DataError
+from core.tables import text_table
 from evaluation.benchmark.config import PRICES
 
 
@@ -41,9 +42,8 @@ def compare(a: dict, b: dict, price_a: float = PRICES["p3.8xlarge"], price_b: fl
 
 
 def compare_table(rows: list[dict], device_a: str = "gpu", device_b: str = "cpu") -> str:
-    lines = [f"{'model':<20}{'mode':<20}{'A ' + device_a + ' img/s':>14}{'B ' + device_b + ' img/s':>14}"
-             f"{'speed-up':>10}{'A $/1M img':>12}{'B $/1M img':>12}"]
-    lines += [f"{r['model']:<20}{r['mode']:<20}{r['a_images_per_s']:>14,.1f}{r['b_images_per_s']:>14,.1f}"
-              f"{r['speed_up']:>9.2f}×{r['a_usd_per_million']:>12.3f}{r['b_usd_per_million']:>12.3f}"
-              for r in rows]
-    return "\n".join(lines)
+    """The rows of `compare` as text: images/s on each machine, A's speed-up, and $ per 1M images on each."""
+    header = ("model", "mode", f"A {device_a} img/s", f"B {device_b} img/s", "speed-up", "A $/1M img", "B $/1M img")
+    cells = [(r["model"], r["mode"], f"{r['a_images_per_s']:,.1f}", f"{r['b_images_per_s']:,.1f}",
+              f"{r['speed_up']:.2f}×", f"{r['a_usd_per_million']:.3f}", f"{r['b_usd_per_million']:.3f}") for r in rows]
+    return text_table(header, cells, "<<>>>>>")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.files import save_figure, write_atomic, write_json
+from core import tables
 
 
 def cell(result: dict | None) -> str:
@@ -47,18 +48,16 @@ def markdown_table(result: dict) -> str:
     for device, facts in devices.items():
         header.append(f"{device}: {facts['name']}, float32 matmul peak {facts['matmul_gflops']:.1f} GFLOP/s"
                       if facts["present"] else f"{device}: absent ({facts['reason']})")
-    rows: dict[tuple[str, str], dict[str, dict]] = {}
+    measured: dict[tuple[str, str], dict[str, dict]] = {}
     for found in result["records"]:
         if found["mode"] != "device":
-            rows.setdefault((found["model"], found["mode"]), {})[found["device"]] = found
+            measured.setdefault((found["model"], found["mode"]), {})[found["device"]] = found
     names = list(devices)
-    lines = ["  \n".join(header), "",
-             "| model | mode | " + " | ".join(f"{d} images/s (ms/step)" for d in names) + " | notes |",
-             "|---|---|" + "---:|" * len(names) + "---|"]
-    for (model, mode), by_device in rows.items():
-        cells = ["absent" if not devices[d]["present"] else cell(by_device.get(d)) for d in names]
-        lines.append(f"| {model} | {mode} | " + " | ".join(cells) + f" | {notes(list(by_device.values()))} |")
-    return "\n".join(lines) + "\n"
+    rows = [(model, mode, *("absent" if not devices[d]["present"] else cell(by_device.get(d)) for d in names),
+             notes(list(by_device.values()))) for (model, mode), by_device in measured.items()]
+    table = tables.markdown_table(("model", "mode", *(f"{d} images/s (ms/step)" for d in names), "notes"), rows,
+                                  "<<" + ">" * len(names))
+    return "  \n".join(header) + "\n\n" + table + "\n"
 
 
 def bar_chart(result: dict):
@@ -99,19 +98,25 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
             save_figure(out_dir / "benchmark.png", bar_chart(result))]
 
 
+def index_parameters(record: dict) -> str:
+    """A search record's index parameters, '(chosen)' after those the build picked for an IVF index."""
+    given = ", ".join(f"{key} {value}" for key, value in record["parameters"].items()) or "-"
+    return given + (" (chosen)" if record["chosen"] and "nprobe" in record["parameters"] else "")
+
+
 def scale_table(result: dict) -> str:
     """The search records (size × index kind) and the embedding comparison as Markdown tables."""
     lines = [f"{result['machine']}; faiss {result['versions']['faiss']}, ray {result['versions']['ray']}", ""]
     searches = [r for r in result["records"] if r["mode"] == "search"]
     if searches:
-        lines += ["| vectors | index | parameters | build s | disk MB | memory MB (+ mapped) | 1 query p50 / p99 ms "
-                  "| 100 queries p50 / p99 ms | recall@10 |", "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {r['n']:,} | {r['kind']} | {', '.join(f'{k} {v}' for k, v in r['parameters'].items()) or '-'}"
-                  f"{' (chosen)' if r['chosen'] and 'nprobe' in r['parameters'] else ''} "
-                  f"| {r['build_s']:,.1f} | {r['disk_mb']:,.0f} | {r['memory_mb']:,.0f} (+{r['mapped_mb']:,.0f}) "
-                  f"| {r['single']['p50_ms']:.2f} / {r['single']['p99_ms']:.2f} "
-                  f"| {r['batch_100']['p50_ms']:.1f} / {r['batch_100']['p99_ms']:.1f} | {r['recall_at_10']:.3f} |"
-                  for r in searches]
+        header = ("vectors", "index", "parameters", "build s", "disk MB", "memory MB (+ mapped)",
+                  "1 query p50 / p99 ms", "100 queries p50 / p99 ms", "recall@10")
+        rows = [(f"{r['n']:,}", r["kind"], index_parameters(r), f"{r['build_s']:,.1f}", f"{r['disk_mb']:,.0f}",
+                 f"{r['memory_mb']:,.0f} (+{r['mapped_mb']:,.0f})",
+                 f"{r['single']['p50_ms']:.2f} / {r['single']['p99_ms']:.2f}",
+                 f"{r['batch_100']['p50_ms']:.1f} / {r['batch_100']['p99_ms']:.1f}", f"{r['recall_at_10']:.3f}")
+                for r in searches]
+        lines.append(tables.markdown_table(header, rows, "><<>>>>>>"))
     for r in (r for r in result["records"] if r["mode"] == "embed"):
         lines += ["", f"embedding {r['images']:,} images of {r['image_size']} px ({r['model']} latent): one process "
                       f"{r['one_process_s']:.1f} s, {r['workers']} Ray workers ({r['shards']} shards) "

@@ -15,6 +15,7 @@ import numpy as np
 
 import zoo
 from core.machine import versions
+from core.tables import markdown_table
 from evaluation.benchmark.config import BenchmarkConfig
 from evaluation.benchmark.inputs import model_image_size, synthetic_images, synthetic_labels
 from evaluation.benchmark.measure import build, elapsed
@@ -83,10 +84,8 @@ def device_kind(distribution) -> str:
 def scaling_table(result: dict) -> str:
     """Markdown: images/s and efficiency per model and device count."""
     counts = result["replicas"]
-    rows = [f"| model | {' | '.join(f'{count} device(s): images/s (efficiency)' for count in counts)} |",
-            "|---|" + "---|" * len(counts)]
+    rows = []
     for name in dict.fromkeys(record["model"] for record in result["records"]):
         cells = {record["devices"]: record for record in result["records"] if record["model"] == name}
-        rows.append(f"| {name} | " + " | ".join(f"{cells[c]['images_per_s']:.1f} ({cells[c]['scaling_efficiency']:.2f})"
-                                                 for c in counts) + " |")
-    return "\n".join(rows)
+        rows.append((name, *(f"{cells[c]['images_per_s']:.1f} ({cells[c]['scaling_efficiency']:.2f})" for c in counts)))
+    return markdown_table(("model", *(f"{count} device(s): images/s (efficiency)" for count in counts)), rows)
