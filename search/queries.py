@@ -16,6 +16,7 @@ import numpy as np
 
 from core.errors import DataError
 from core.files import save_figure, write_atomic
+from core.tables import text_table
 from datasets.pipeline import make_dataset, prepare_image, to_numpy
 from datasets.source import ArraySource, Source
 from search.embedding import GallerySpec, embedder, open_run
@@ -152,11 +153,8 @@ def write_neighbours(out_dir: str | Path, result: Neighbours, query_name: str) -
 def format_table(rows: list[dict]) -> str:
     """The neighbour rows as aligned text columns."""
     columns = list(rows[0])
-    cells = [[f"{row[c]:.5g}" if isinstance(row[c], float) else str(row[c]) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in cells]
-    return "\n".join(lines)
+    return text_table(columns, [[f"{row[c]:.5g}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+                                for row in rows])
 
 
 def nearest(query: str = MILKY_WAY, k: int = 10, run_dir: str | Path | None = None, embedding: str | None = None,
