@@ -23,8 +23,7 @@ from tqdm import tqdm
 import zoo
 from core.errors import DataError
 from core.files import save_figure, writable, write_json
-from core.images import resize_batch
-from core.runs import RunFolder, load_config
+from core.runs import load_config
 from core.tables import text_table
 from datasets.pipeline import data_errors, make_dataset, run_split
 from evaluation.generation import sampled_batches
@@ -35,22 +34,19 @@ SHOWN_PER_CLASS = 2          # held-out images per class in reconstruct.png
 SHOWN_UNLABELED = 10         # held-out images in reconstruct.png when the dataset has no classes
 
 
-class Judge:
+class Judge(zoo.RunOnImages):
     """A trained classifier run that names the class of images, resized to the size it was trained at."""
 
     def __init__(self, run_dir: str | Path, channels: int):
-        self.run, self.model = str(run_dir), zoo.load(run_dir)
-        zoo.require(self.model, "classify",
-                    refusal=f"--judge run '{run_dir}' is a {self.model.zoo_name}, which does not classify images")
+        super().__init__(run_dir, "classify", flag="--judge", refusal="which does not classify images")
         if self.model.channels != channels:
             raise DataError(f"--judge run '{run_dir}' classifies {self.model.channels}-channel images, the "
                             f"reconstructions have {channels}. Pass a judge trained on images of this kind")
-        config = RunFolder(run_dir).read_config()
-        self.size, self.class_names = config["image_size"], tuple(config["class_names"])
+        self.class_names = tuple(self.config["class_names"])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """The judge's class index of each image."""
-        return np.asarray(self.model.classify(resize_batch(images, self.size))).argmax(axis=1)
+        return np.asarray(super().__call__(images)).argmax(axis=1)
 
 
 def ssim(originals: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:

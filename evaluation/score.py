@@ -149,17 +149,15 @@ def real_set(dataset: str, data_dir: str | None, n: int, seed: int, size: int, c
     return ImageSet("real", dataset, len(source), batches)
 
 
-class FeatureExtractor:
-    """A trained zoo model's `encode` (else `classify`) on images resized to the size it was trained at."""
+class FeatureExtractor(zoo.RunOnImages):
+    """A trained zoo model's `encode` (else `classify`) as a feature space, on images resized to its size."""
 
     def __init__(self, run_dir: str):
-        self.model, self.run = zoo.load(run_dir), run_dir
-        method = zoo.require(self.model, "encode", "classify", refusal=f"--features run '{run_dir}' is a "
-                             f"{self.model.zoo_name}, which neither encodes nor classifies")
-        self.method, self.size = getattr(self.model, method), load_config(run_dir).image_size
+        super().__init__(run_dir, "encode", "classify", flag="--features",
+                         refusal="which neither encodes nor classifies")
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.method(resize_batch(images, self.size)), np.float64).reshape(len(images), -1)
+        return np.asarray(super().__call__(images), np.float64).reshape(len(images), -1)
 
 
 def scorer_of(run_dir: str, trust_pickle: bool = False):

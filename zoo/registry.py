@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ModelError
+from core.images import resize_batch
 from core.runs import RunFolder
 from core.worlds import WORLDS
 
@@ -213,3 +214,20 @@ def load(run_dir: str | Path, trust_pickle: bool = False):
     model = entry.loader(folder.parts, trust_pickle=trust_pickle) if entry.loader else load_keras(folder.model)
     model.zoo_name = name
     return model
+
+
+class RunOnImages:
+    """A trained run used as a function of images (a judge's classify, a feature space's encode): the first of
+    `needed` that its model offers, on images resized to the size the run was trained at. `flag` and `refusal`
+    word the error for a run that offers none of them."""
+
+    def __init__(self, run_dir: str | Path, *needed: str, flag: str, refusal: str):
+        self.run, self.model = str(run_dir), load(run_dir)
+        capability = require(self.model, *needed, refusal=f"{flag} run '{run_dir}' is a {self.model.zoo_name}, "
+                                                         f"{refusal}")
+        self.method = getattr(self.model, capability)
+        self.config = RunFolder(run_dir).read_config()
+        self.size = self.config["image_size"]
+
+    def __call__(self, images):
+        return self.method(resize_batch(images, self.size))
