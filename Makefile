@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: venv demo test bench search paper presets clean
+.PHONY: venv demo test test-fast bench search paper presets clean
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,16 @@ demo: $(RUNTIME)
 	$(PY) train.py --model vae --limit 4000
 	@echo "run folders: $$(ls -d runs/classifier-* runs/vae-* | tail -n 2 | tr '\n' ' ')"
 
+# The tests run in TEST_WORKERS processes (pytest-xdist): the tests of a file share one, and so do all the Ray tests.
+# test-fast leaves out the slow, Ray, JAX and browser tests (pytest.ini's markers), for the edit-run loop.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: $(DEV)
-	$(PY) -m pytest -q
+	$(PYTEST)
+
+test-fast: $(DEV)
+	$(PYTEST) -m "not slow and not ray and not jax and not browser"
 
 bench: $(RUNTIME)
 	$(PY) evaluate.py benchmark --out reports/benchmark

@@ -1,13 +1,14 @@
-"""Shared test set-up: quiet TensorFlow, Agg plots, one random seed per test, tiny in-memory galaxy sources, one local
-Ray for the session, a runner for CLI errors, a tiny trained classifier run."""
+"""Shared test set-up: quiet TensorFlow, Agg plots, the CPU split in two devices, one random seed per test, tiny
+in-memory galaxy sources, one local Ray for the session (its tests marked `ray` and kept in one pytest-xdist
+worker), a runner for CLI errors, folder listings, a tiny trained classifier run."""
 import logging
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import cv2  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -20,6 +21,8 @@ REPLICAS = 2    # the CPU is split into this many devices before the backend sta
 def split_the_cpu(devices: int) -> None:
     """TensorFlow: `devices` logical CPUs; JAX: `devices` CPU devices. Work not placed on a device runs on the
     first one, so only the tests that ask for replicas notice."""
+    import keras
+
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -31,12 +34,31 @@ def split_the_cpu(devices: int) -> None:
         jax.config.update("jax_num_cpu_devices", devices)
 
 
-split_the_cpu(REPLICAS)
+def pytest_configure(config):
+    """The CPU is split before any test module starts the backend, in every process that runs tests: not in
+    pytest-xdist's controller, which only hands the tests out (and so never imports Keras)."""
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    split_the_cpu(REPLICAS)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests that use the local_ray fixture are marked `ray`. Under pytest-xdist (`--dist loadgroup`), all the Ray
+    tests run in one worker, which starts one Ray, and the other tests of a file run in one worker, which builds
+    the file's module fixtures (tiny trained runs) once."""
+    for item in items:
+        if "local_ray" in item.fixturenames:
+            item.add_marker(pytest.mark.ray)
+        if config.pluginmanager.hasplugin("xdist"):
+            item.add_marker(pytest.mark.xdist_group("ray" if item.get_closest_marker("ray") else item.path.name))
 
 
 @pytest.fixture(autouse=True)
 def seeded():
     """Every test starts from the same Python, NumPy and backend random state, whatever ran before it."""
+    import keras
+
     keras.utils.set_random_seed(0)
 
 
@@ -95,8 +117,9 @@ def local_ray():
 @pytest.fixture
 def one_line_error(capfd):
     """`one_line_error(main, argv)` runs a CLI's main through cli.run and returns its stderr, checked to be one
-    `error: ` line, no traceback, exit status 2 (captured at the file-descriptor level)."""
+    `error: ` line, no traceback, exit status 2 (captured at the file-descriptor level, from the call on)."""
     def run(main, argv: list[str]) -> str:
+        capfd.readouterr()
         with pytest.raises(SystemExit) as stopped:
             cli.run(lambda: main(argv))
         err = capfd.readouterr().err
@@ -105,6 +128,11 @@ def one_line_error(capfd):
         return err
 
     return run
+
+
+def listings(folders) -> dict:
+    """The names in each folder: equal listings before and after a command mean it wrote nothing there."""
+    return {str(folder): sorted(path.name for path in Path(folder).iterdir()) for folder in folders}
 
 
 def train_tiny_classifier(run_dir, limit: int, seed: int):

@@ -14,6 +14,7 @@ def galaxies():
     return images.astype("float32") / 255
 
 
+@pytest.mark.slow
 def test_default_loss_learns_dark_galaxy_images_instead_of_collapsing_to_black(galaxies):
     model = zoo.create("autoencoder", image_size=16)
     model.fit(galaxies, galaxies, batch_size=32, epochs=10, verbose=0)
@@ -34,6 +35,7 @@ def test_loss_option_is_saved_and_checked(tmp_path):
         zoo.create("autoencoder", loss="l1")
 
 
+@pytest.mark.slow
 def test_resnet_preset_is_saved_and_the_seed_stays_the_default(tmp_path):
     assert zoo.create("autoencoder").count_params() == 132_611
     model = zoo.create("autoencoder", preset="resnet")

@@ -55,6 +55,7 @@ def corrupt_galaxy10(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_a_corrupt_hdf5_chunk_names_the_image_and_leaves_no_run(corrupt_galaxy10, tmp_path, one_line_error):
     run_dir = tmp_path / "run"
     err = one_line_error(train.main, ["--model", "classifier", "--dataset", "galaxy10", "--data-dir",
@@ -75,6 +76,7 @@ def test_a_corrupt_hdf5_chunk_stops_an_export_naming_the_image(corrupt_galaxy10,
     assert not (out / "galaxies.csv").exists() and not list(out.rglob("00013.png"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"", b"\x89PNG garbage, not an image", b"just some text\n"])
 def test_a_broken_file_among_good_images_names_it_and_empties_the_given_out(content, tmp_path, one_line_error):
     images = tmp_path / "images"
@@ -97,6 +99,7 @@ def cil_folder(tmp_path_factory):
     return write_cil(tmp_path_factory.mktemp("cil") / "cil", n=4, n_scored=0, n_query=0)
 
 
+@pytest.mark.slow
 def test_an_rgb_field_in_a_cil_folder_stops_a_gan_on_tiles(cil_folder, tmp_path, one_line_error):
     folder = Path(shutil.copytree(cil_folder, tmp_path / "cil"))
     real = [row.split(",")[0] for row in (folder / "labeled.csv").read_text().splitlines()[1:] if row.endswith(",1")]
@@ -139,6 +142,7 @@ def test_option_values_are_checked_before_anything_is_written(argv, message, tmp
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_loss_that_turns_nan_stops_the_run_and_says_what_to_change(tmp_path, one_line_error):
     err = one_line_error(train.main, ["--model", "vae", "--limit", "24", *TINY, "--learning-rate", "1e12",
                                       "--out", str(tmp_path / "run")])
@@ -170,13 +174,20 @@ def test_out_inside_a_read_only_folder(tmp_path, monkeypatch, one_line_error):
 
 # Resume --------------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def finished_run(tmp_path):
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def autoencoder_run(tmp_path_factory):
+    """A finished one-epoch autoencoder run, trained once for the file: tests change copies of it."""
+    run_dir = tmp_path_factory.mktemp("runs") / "ae"
     train.main(["--model", "autoencoder", "--limit", "12", *TINY, "--out", str(run_dir)])
     return run_dir
 
 
+@pytest.fixture
+def finished_run(autoencoder_run, tmp_path):
+    return Path(shutil.copytree(autoencoder_run, tmp_path / "run"))
+
+
+@pytest.mark.slow
 def test_resume_with_a_damaged_checkpoint_leaves_the_run_unchanged(finished_run, one_line_error):
     before = {path: path.read_bytes() for path in finished_run.rglob("*") if path.is_file()}
     weights = next(finished_run.glob("checkpoint/*.h5"))
@@ -187,6 +198,7 @@ def test_resume_with_a_damaged_checkpoint_leaves_the_run_unchanged(finished_run,
     assert {path: path.read_bytes() for path in finished_run.rglob("*") if path.is_file()} == before
 
 
+@pytest.mark.slow
 def test_resume_refuses_flags_it_would_ignore(finished_run, one_line_error):
     config = (finished_run / "config.json").read_bytes()
     err = one_line_error(train.main, ["--resume", str(finished_run), "--learning-rate", "0.5", "--batch-size",
@@ -196,6 +208,7 @@ def test_resume_refuses_flags_it_would_ignore(finished_run, one_line_error):
     assert (finished_run / "config.json").read_bytes() == config
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_first_command_and_records_each_resume(finished_run, monkeypatch):
     first = json.loads((finished_run / "config.json").read_text())
     monkeypatch.setattr(sys, "argv", ["train.py", "--resume", str(finished_run), "--epochs", "2"])
@@ -206,18 +219,19 @@ def test_resume_keeps_the_first_command_and_records_each_resume(finished_run, mo
     assert config["resumed"][0]["epochs"] == 2 and "started" in config["resumed"][0]
 
 
-def test_a_run_killed_in_its_first_epoch_resumes_from_epoch_0(tmp_path):
-    run_dir = tmp_path / "run"
-    train.main(["--model", "autoencoder", "--limit", "12", *TINY, "--out", str(run_dir)])
+@pytest.mark.slow
+def test_a_run_killed_in_its_first_epoch_resumes_from_epoch_0(finished_run):
     for leftover in ("checkpoint", "model.keras", "history.csv"):    # what a kill before the first epoch's end lacks
-        shutil.rmtree(run_dir / leftover) if (run_dir / leftover).is_dir() else (run_dir / leftover).unlink()
-    train.main(["--resume", str(run_dir), "--epochs", "2"])
-    config = json.loads((run_dir / "config.json").read_text())
+        path = finished_run / leftover
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    train.main(["--resume", str(finished_run), "--epochs", "2"])
+    config = json.loads((finished_run / "config.json").read_text())
     assert config["epochs"] == 2 and config["resumed"][0]["epochs"] == 2
-    assert [int(row.split(",")[0]) for row in (run_dir / "history.csv").read_text().splitlines()[1:]] == [0, 1]
-    assert (run_dir / "model.keras").is_file() and any((run_dir / "checkpoint").iterdir())
+    assert [int(row.split(",")[0]) for row in (finished_run / "history.csv").read_text().splitlines()[1:]] == [0, 1]
+    assert (finished_run / "model.keras").is_file() and any((finished_run / "checkpoint").iterdir())
 
 
+@pytest.mark.slow
 def test_a_resumed_gan_continues_both_optimizers(tmp_path):
     run_dir = tmp_path / "dcgan"
     train.main(["--model", "dcgan", "--limit", "18", *TINY, "--out", str(run_dir)])
@@ -241,6 +255,7 @@ def test_a_folder_held_by_a_running_training_is_refused(tmp_path, one_line_error
     assert sorted(path.name for path in run_dir.iterdir()) == [".training.lock"]
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_killed_training_is_taken_over(tmp_path):
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     run_dir = tmp_path / "run"
@@ -252,13 +267,6 @@ def test_a_lock_left_by_a_killed_training_is_taken_over(tmp_path):
 
 # evaluate.py ---------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def autoencoder_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "ae"
-    train.main(["--model", "autoencoder", "--limit", "12", *TINY, "--out", str(run_dir)])
-    return run_dir
-
-
 def copy_run(run_dir: Path, to: Path) -> Path:
     to.mkdir()
     for name in ("config.json", "model.keras"):
@@ -266,6 +274,7 @@ def copy_run(run_dir: Path, to: Path) -> Path:
     return to
 
 
+@pytest.mark.slow
 def test_a_garbage_model_file_says_it_cannot_be_loaded(autoencoder_run, tmp_path, one_line_error):
     run_dir = copy_run(autoencoder_run, tmp_path / "run")
     (run_dir / "model.keras").write_bytes(b"not a zip file")
@@ -275,6 +284,7 @@ def test_a_garbage_model_file_says_it_cannot_be_loaded(autoencoder_run, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_model_with_a_lambda_layer_is_refused_in_one_line(autoencoder_run, tmp_path, one_line_error):
     run_dir = copy_run(autoencoder_run, tmp_path / "run")
     inputs = keras.Input((4,))

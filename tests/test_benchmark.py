@@ -45,6 +45,7 @@ def test_gans_get_no_training_flops_count():
     assert flops.training_flops_per_image(classifier) == 3 * flops.forward_flops_per_image(classifier) > 0
 
 
+@pytest.mark.slow
 def test_benchmark_writes_json_table_and_chart(tmp_path, capsys):
     out = tmp_path / "bench"
     evaluate.main(["benchmark", "--models", "classifier,vae", "--devices", "cpu,gpu", "--steps", "2", "--warmup", "1",
@@ -94,6 +95,7 @@ def test_benchmark_writes_json_table_and_chart(tmp_path, capsys):
     assert (out / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_xla_and_mixed_precision_are_applied_and_recorded(tmp_path):
     config = benchmark.BenchmarkConfig(models=("classifier",), devices=("cpu",), modes=("infer",), batch_size=4,
                                        image_size=16, steps=1, warmup=1, xla=True, mixed_precision=True)
@@ -114,6 +116,8 @@ def test_without_tensorflow_the_pipeline_measurements_are_skipped_with_the_reaso
 ABSENT_ON_A_JAX_ONLY_MACHINE = ("tensorflow", "tensorflow_datasets", "faiss", "ray")
 
 
+@pytest.mark.jax
+@pytest.mark.slow
 def test_the_benchmark_and_its_scaling_part_import_where_only_jax_is_installed():
     """A GPU machine may have JAX but no TensorFlow, FAISS or Ray: evaluate.py's parser, the benchmark and its
     --distribute part must import without them (a fresh process where importing them fails)."""
@@ -204,6 +208,7 @@ def test_timed_loops_stop_after_max_seconds_but_time_at_least_one_step():
     assert sum(walls) == pytest.approx(elapsed.wall, abs=0.005)           # each step's wall, adding up to the loop's
 
 
+@pytest.mark.slow
 def test_scorers_train_on_scored_fields_and_score_what_they_learned():
     config = benchmark.BenchmarkConfig(models=("rf-scorer",), devices=("cpu",), modes=("train", "infer"),
                                        batch_size=4, steps=1, warmup=0)
@@ -213,6 +218,7 @@ def test_scorers_train_on_scored_fields_and_score_what_they_learned():
     assert score["images_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_the_search_benchmark_writes_its_table_and_json(tmp_path, capsys):
     evaluate.main(["benchmark", "--modes", "search", "--sizes", "2k", "--kinds", "flat", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "search.json").read_text())

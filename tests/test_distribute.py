@@ -51,6 +51,7 @@ def assert_same_step(build, inputs, targets):
         np.testing.assert_allclose(two, one, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_classifier_step_on_two_replicas_equals_one_replica():
     rng = np.random.default_rng(0)
     images, labels = rng.random((GLOBAL_BATCH, 16, 16, 3), dtype=np.float32), np.arange(GLOBAL_BATCH) % 4
@@ -60,6 +61,7 @@ def test_classifier_step_on_two_replicas_equals_one_replica():
                      images, labels)
 
 
+@pytest.mark.slow
 def test_gan_step_on_two_replicas_equals_one_replica():
     """The layered model's coordinate DCGAN (dense layers only): the noise of replica r is rows r·4 to r·4 + 4 of
     the global batch's noise, and each replica's losses count for its share of the global batch."""
@@ -72,6 +74,7 @@ def test_gan_step_on_two_replicas_equals_one_replica():
     assert_same_step(build, vectors, np.zeros(GLOBAL_BATCH))
 
 
+@pytest.mark.slow
 def test_train_cli_records_the_strategy_and_devices(tmp_path, capsys):
     out = tmp_path / "run"
     cli.run(lambda: train.main(["--model", "classifier", "--image-size", "16", "--limit", "80", "--epochs", "1",
@@ -128,6 +131,7 @@ def test_unknown_strategy_is_a_usage_error():
         start("ring")
 
 
+@pytest.mark.slow
 def test_benchmark_reports_images_per_second_and_efficiency_per_device_count(tmp_path, capsys):
     import evaluate
 

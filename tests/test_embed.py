@@ -31,6 +31,7 @@ def read_shards(folder):
     return [pq.read_table(path) for path in open_embeddings(folder)[1]]
 
 
+@pytest.mark.slow
 def test_ray_workers_embed_what_one_process_does_and_a_killed_embed_resumes(local_ray, autoencoder_run, tmp_path):
     out = tmp_path / "emb"
     manifest = embed_shards(out, autoencoder_run, workers=2, shard_rows=SHARD_ROWS, limit=ROWS)
@@ -63,6 +64,7 @@ def test_ray_workers_embed_what_one_process_does_and_a_killed_embed_resumes(loca
     assert sorted(path.name for path in out.iterdir()) == [MANIFEST] + [f"shard-0000{k}.parquet" for k in range(3)]
 
 
+@pytest.mark.slow
 def test_embed_index_and_neighbours_from_the_command_line(local_ray, striped_folder, tmp_path, capsys):
     gallery = ["--dataset", "folder", "--data-dir", str(striped_folder), "--image-size", "24", "--embedding", "pixels"]
     evaluate.main(["embed", *gallery, "--out", str(tmp_path / "emb"), "--workers", "2"])

@@ -1,5 +1,5 @@
 """evaluate.py neighbours / retrieval / generate on tiny trained runs: printed tables, written files, and one-line
-errors with exit status 2 that leave nothing behind."""
+errors with exit status 2 that leave nothing behind (of reconstruct and serve too)."""
 import csv
 import json
 import subprocess
@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import listings
 
-import cli
 import evaluate
 from core.runs import TrainConfig
 from search.gallery import Gallery
@@ -32,6 +32,7 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_neighbours_prints_a_table_writes_files_and_reuses_a_saved_index(runs, tmp_path, capsys):
     argv = ["neighbours", "--run", runs["autoencoder"], "--k", "3", "--index", str(tmp_path / "ae.npz"),
             "--out", str(tmp_path / "out")]
@@ -60,6 +61,7 @@ def test_neighbours_without_a_run_is_the_pixel_baseline(tmp_path, capsys):
     assert "searched 25 images" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_retrieval_prints_and_writes_precision_for_scores_and_pixels(runs, tmp_path, capsys):
     evaluate.main(["retrieval", "--run", runs["classifier"], "--k", "3", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
@@ -72,6 +74,7 @@ def test_retrieval_prints_and_writes_precision_for_scores_and_pixels(runs, tmp_p
     assert (tmp_path / "retrieval.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_generate_is_reproducible_and_near_reports_the_reconstruction(runs, tmp_path, capsys):
     for out in ("a", "b"):
         evaluate.main(["generate", "--run", runs["vae"], "--n", "4", "--seed", "1", "--out", str(tmp_path / out)])
@@ -103,6 +106,14 @@ BAD_INPUT = [
     (["generate", "--run", "{classifier}", "--near", "milky-way"], "model 'classifier' cannot encode and decode"),
     (["generate", "--run", "{vae}", "--noise", "0.5"], "error: --noise only applies to --near"),
     (["generate", "--n", "3"], "error: the following arguments are required: --run"),
+    (["reconstruct", "--judge", "{classifier}"], "error: the following arguments are required: --run"),
+    (["reconstruct", "--run", "{vae}", "--judge", "not-a-run"], "error: 'not-a-run' is not a finished run folder"),
+    (["reconstruct", "--run", "{classifier}"],
+     "error: run '{classifier}' is a classifier, which cannot reconstruct images. Pass a run of autoencoder/vae"),
+    (["reconstruct", "--run", "{vae}", "--judge", "{vae}"],
+     "error: --judge run '{vae}' is a vae, which does not classify images. Pass a run of classifier"),
+    (["reconstruct", "--run", "{vae}", "--out", "a-file/out"],
+     "error: cannot write to a-file/out (a-file is a file, not a folder). Choose a --out you can write to"),
     (["serve", "--run", "not-a-run", "--index", "g.npz", "--port", "0"], "error: 'not-a-run' is not a run folder"),
     (["serve", "--run", "{autoencoder}", "--index", "g.npz", "--port", "70000"],
      "error: argument --port: expected a port number from 0 to 65535, got '70000'"),
@@ -113,19 +124,18 @@ BAD_INPUT = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, message", BAD_INPUT)
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, runs, tmp_path, monkeypatch, capsys):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, runs, tmp_path, monkeypatch, one_line_error):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
-    before = {path: sorted(p.name for p in Path(path).iterdir()) for path in [tmp_path, *runs.values()]}
-    with pytest.raises(SystemExit) as stopped:
-        cli.run(lambda: evaluate.main([item.format(**runs) for item in argv]))
-    err = capsys.readouterr().err
-    assert stopped.value.code == 2
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
-    assert {path: sorted(p.name for p in Path(path).iterdir()) for path in before} == before
+    (tmp_path / "a-file").write_text("in the way")
+    before = listings([tmp_path, *runs.values()])
+    assert message.format(**runs) in one_line_error(evaluate.main, [item.format(**runs) for item in argv])
+    assert listings(before) == before
 
 
+@pytest.mark.slow
 def test_a_model_without_a_latent_space_exits_2_from_the_shell(runs, tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "neighbours", "--run", runs["classifier"],
                              "--embedding", "latent"], cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -33,6 +33,7 @@ def same(first: list, second: list) -> bool:
     return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
 
 
+@pytest.mark.slow
 def test_encoder_is_frozen_then_trained_and_a_run_stopped_in_phase_two_resumes_there(simclr_run, tmp_path):
     pretrained = pretrained_encoder(simclr_run).get_weights()
     run = tmp_path / "tuned"
@@ -62,6 +63,7 @@ def test_k_labels_per_class_are_drawn_seeded_from_the_training_split_only():
     assert not np.array_equal(rows, few_labels(source, 3, 0.1, seed=1))
 
 
+@pytest.mark.slow
 def test_a_classifier_from_scratch_trains_on_k_labels_per_class(tmp_path):
     train(TrainConfig(model="classifier", epochs=1, labels_per_class=3, **TINY), tmp_path / "run", verbose=0)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -69,6 +71,7 @@ def test_a_classifier_from_scratch_trains_on_k_labels_per_class(tmp_path):
     assert saved["model_options"]["steps_per_epoch"] == 1          # one pass over 15 images in batches of 16
 
 
+@pytest.mark.slow
 def test_the_run_loads_without_its_source_and_classifies(simclr_run, tmp_path):
     source_copy = tmp_path / "source"
     shutil.copytree(simclr_run, source_copy)
@@ -82,6 +85,7 @@ def test_the_run_loads_without_its_source_and_classifies(simclr_run, tmp_path):
     np.testing.assert_allclose(probabilities, model.predict(images, verbose=0), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_vae_encoder_gives_its_mean(tmp_path):
     run = tmp_path / "vae"
     train(TrainConfig(model="vae", epochs=1, steps_per_epoch=1, options={"latent_dim": 8, "filters": 4}, **TINY),
@@ -101,6 +105,7 @@ def edited_copy(run, folder, **changes):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message", [
     (["--model", "vae"], "--from fine-tunes a classifier, but --model is 'vae'. Use --model classifier with --from"),
     (["--model", "classifier", "--image-size", "32"],
@@ -120,6 +125,7 @@ def test_bad_fine_tuning_flags_are_one_line(simclr_run, tmp_path, one_line_error
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_cannot_encode_is_refused(simclr_run, tmp_path, one_line_error):
     classifier = edited_copy(simclr_run, tmp_path / "classifier", top={"model": "classifier"})
     err = one_line_error(train_cli.main, ["--model", "classifier", "--from", str(classifier), "--limit", "20"])
@@ -127,6 +133,7 @@ def test_a_run_that_cannot_encode_is_refused(simclr_run, tmp_path, one_line_erro
                    "Fine-tune from a run or preset of simclr, vae or autoencoder\n")
 
 
+@pytest.mark.slow
 def test_data_of_other_channels_than_the_encoder_is_refused(simclr_run, tmp_path, one_line_error):
     grey = edited_copy(simclr_run, tmp_path / "grey", channels=1)
     err = one_line_error(train_cli.main, ["--model", "classifier", "--from", str(grey), "--limit", "20"])

@@ -64,6 +64,7 @@ def test_generate_depends_only_on_the_seed():
     assert not np.allclose(model.generate(6, seed=2), first)
 
 
+@pytest.mark.slow
 def test_wgan_gp_on_30px_star_patches_and_round_trip(tmp_path):
     """The interface the layered star-field model uses: create, fit on (images, labels) batches, generate, save."""
     import tensorflow as tf
@@ -109,6 +110,7 @@ def test_gradient_penalty_stays_finite_where_the_critic_is_flat(monkeypatch):
     assert np.isnan(penalty_and_gradients()[1][0]).all()
 
 
+@pytest.mark.slow
 def test_dcgan_learns_where_the_light_is():
     """Trained on dark patches with a central star, generated images go from flat grey to a bright centre on a
     dark sky."""
@@ -148,6 +150,7 @@ def test_collapse_monitor_warns_when_a_gan_makes_only_black_images(capsys):
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_train_run_of_a_wgan_on_30px_images(tmp_path, capsys):
     """train.py's run folder for a GAN at a size that is not a multiple of 8: both losses and the penalty,
     the collapse statistics, the fixed-noise grid, TensorBoard images, and a loadable generator."""

@@ -106,6 +106,7 @@ def test_large_images_are_shrunk_in_the_grid_only(field_run, tmp_path, monkeypat
     assert read_png(tmp_path / "image_0003.png").shape == (40, 40)
 
 
+@pytest.mark.slow
 def test_near_decodes_noisy_copies_of_the_query_latent_vector(vae_run, tmp_path):
     model = zoo.load(vae_run)
     query = load_query("milky-way", GallerySpec(image_size=16))

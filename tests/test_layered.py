@@ -5,21 +5,19 @@ run folder of parts that generates 1000×1000 fields."""
 import csv
 import json
 import stat
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 from scipy.stats import wasserstein_distance
 
+import train
 import zoo
 from core.stars import FoundStars, background_pixels, find_stars
 from datasets.source import ArraySource
 from datasets.star_fields import StarFields
 from zoo.layered import BackgroundSampler, CoordinateGAN, decode_coordinates, encode_coordinates
 
-ROOT = Path(__file__).resolve().parents[1]
 LEVELS = np.arange(256)
 
 
@@ -91,6 +89,7 @@ def test_coordinate_gan_is_fully_connected_with_a_tanh_output_of_50():
     assert gan.discriminator.output_shape == (None, 1)
 
 
+@pytest.mark.slow
 def test_coordinate_gan_learns_the_star_counts():
     source = StarFields(n=64, seed=0)
     vectors = np.stack([encode_coordinates(find_stars(source.field(i)[0]), 1000) for i in range(64)])
@@ -113,13 +112,12 @@ def test_coordinate_gan_learns_the_star_counts():
     assert np.mean((counts >= 5) & (counts <= 25)) > 0.97 and abs(counts.mean() - real_counts.mean()) < 3
 
 
+@pytest.mark.slow
 def test_train_cli_writes_parts_and_the_loaded_model_generates_fields(tmp_path):
     run_dir = tmp_path / "run"
-    result = subprocess.run([sys.executable, "train.py", "--model", "layered", "--dataset", "star-fields",
-                             "--limit", "10", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "8",
-                             "--option", "star_filters=8", "--option", "coordinate_epochs=3", "--out", str(run_dir)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    train.main(["--model", "layered", "--dataset", "star-fields", "--limit", "10", "--epochs", "2",
+                "--steps-per-epoch", "2", "--batch-size", "8", "--option", "star_filters=8", "--option",
+                "coordinate_epochs=3", "--out", str(run_dir)])
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model_options"]["star_filters"] == 8 and config["image_size"] == 1000
     with open(run_dir / "history.csv") as handle:

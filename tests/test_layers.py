@@ -27,6 +27,7 @@ def check(root: Path, *flags: str, capsys) -> tuple[int, list[str]]:
     return status, capsys.readouterr().out.splitlines()
 
 
+@pytest.mark.slow
 def test_the_repository_has_no_upward_import(capsys):
     status, lines = check(ROOT, capsys=capsys)
     assert status == 0

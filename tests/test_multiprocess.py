@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.jax]
+
 WORKER = """
 import sys
 import numpy as np

@@ -2,18 +2,14 @@
 a folder of parts, and train.py runs on star fields."""
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+import train
 import zoo
 from datasets.star_fields import StarFields, star_density
 from zoo.naive import NaiveModel
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +21,7 @@ def fitted():
     return model, source, rows
 
 
+@pytest.mark.slow
 def test_tile_probabilities_sum_to_one_and_count_the_stars_found(fitted):
     model, source, rows = fitted
     drawn = [source.field(i)[1] for i in range(len(source))]
@@ -41,6 +38,7 @@ def test_tile_probabilities_sum_to_one_and_count_the_stars_found(fitted):
     assert rows == [{"part": "statistics", "epoch": 0, "fields": 30, "stars": total, "seconds": rows[0]["seconds"]}]
 
 
+@pytest.mark.slow
 def test_tile_probabilities_follow_the_band_of_the_renderer(fitted):
     model, _, _ = fitted
     centres = np.arange(5, 1000, 10)
@@ -48,6 +46,7 @@ def test_tile_probabilities_follow_the_band_of_the_renderer(fitted):
     assert (model.tile_probabilities * density).sum() > density.mean() + 0.1
 
 
+@pytest.mark.slow
 def test_samples_respect_the_10px_grid_and_the_statistics(fitted):
     model, _, _ = fitted
     fields = model.sample_stars(50, seed=1)
@@ -59,6 +58,7 @@ def test_samples_respect_the_10px_grid_and_the_statistics(fitted):
     assert set(np.concatenate([r for _, r in fields])) <= set(model.radii)
 
 
+@pytest.mark.slow
 def test_generated_fields_are_white_circles_on_black(fitted):
     model, _, _ = fitted
     images = model.generate(3, seed=2)
@@ -76,6 +76,7 @@ def test_generated_fields_are_white_circles_on_black(fitted):
     np.testing.assert_array_equal(model.generate(2, seed=5), model.generate(2, seed=5))
 
 
+@pytest.mark.slow
 def test_parts_round_trip(fitted, tmp_path):
     model, _, _ = fitted
     model.save(tmp_path)
@@ -92,12 +93,10 @@ def test_untrained_model_says_how_to_train():
         zoo.create("naive").generate(1)
 
 
-def test_train_cli_writes_a_run_folder_of_parts(tmp_path):
+@pytest.mark.slow
+def test_train_cli_writes_a_run_folder_of_parts(tmp_path, one_line_error):
     run_dir = tmp_path / "run"
-    result = subprocess.run([sys.executable, "train.py", "--model", "naive", "--dataset", "star-fields",
-                             "--limit", "12", "--out", str(run_dir)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
+    train.main(["--model", "naive", "--dataset", "star-fields", "--limit", "12", "--out", str(run_dir)])
     config = json.loads((run_dir / "config.json").read_text())
     assert config["world"] == "star-fields" and config["image_size"] == 1000 and config["n_images"] == 12
     with open(run_dir / "history.csv") as handle:
@@ -109,8 +108,6 @@ def test_train_cli_writes_a_run_folder_of_parts(tmp_path):
     images = zoo.load(run_dir).generate(2, seed=0)
     assert images.shape == (2, 1000, 1000, 1) and images.max() == 1.0
 
-    resumed = subprocess.run([sys.executable, "train.py", "--resume", str(run_dir)], cwd=ROOT, capture_output=True,
-                             text=True, timeout=300)
-    assert resumed.returncode == 2
-    assert resumed.stderr.strip() == ("error: model 'naive' trains on whole images in one go, so --resume, --tile, "
-                                      "--crop and --distribute do not apply to it. Train it again without them")
+    assert one_line_error(train.main, ["--resume", str(run_dir)]) == (
+        "error: model 'naive' trains on whole images in one go, so --resume, --tile, --crop and --distribute do not "
+        "apply to it. Train it again without them\n")

@@ -39,6 +39,7 @@ def test_a_gallery_image_is_its_own_nearest_neighbour(striped_folder, tmp_path):
     assert figure.shape[1] > 4 * 24  # the query and four neighbours side by side
 
 
+@pytest.mark.slow
 def test_pixel_distance_is_the_brute_force_pixel_mse():
     spec = GallerySpec(image_size=16, limit=30)
     source = spec.open()

@@ -24,6 +24,7 @@ def test_orderings_compare_each_pair_of_the_seeds_ranking():
     assert not found["all_match"] and orderings({"naive": 0.3, "stylegan": 1.2, "layered": 2.0})["all_match"]
 
 
+@pytest.mark.slow
 def test_make_paper_trains_scores_and_writes_the_figures_table_and_results(tmp_path):
     out, runs = tmp_path / "paper", tmp_path / "runs"
     results = make_paper(out, TOY, runs, log=lambda line: None)
@@ -60,6 +61,7 @@ def test_make_paper_trains_scores_and_writes_the_figures_table_and_results(tmp_p
     assert np.isfinite([results["distances"][name]["histogram_w1"] for name in MODELS]).all()
 
 
+@pytest.mark.slow
 def test_too_few_fields_stop_before_any_training(tmp_path):
     result = subprocess.run([sys.executable, "evaluate.py", "paper", "--n", "3", "--out", str(tmp_path / "paper"),
                              "--runs", str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True)

@@ -14,6 +14,8 @@ import zoo
 from core.errors import ModelError
 from core.runs import RunFolder, load_config, resolve_run
 
+pytestmark = pytest.mark.slow       # every test reads the presets folder of a trained run
+
 TINY = ["--model", "classifier", "--limit", "40", "--epochs", "1", "--image-size", "16", "--batch-size", "8"]
 
 

@@ -32,6 +32,7 @@ def read_figure(path):
     return image
 
 
+@pytest.mark.slow
 def test_galaxy_preview_command_writes_a_tall_figure_of_one_row_per_class(tmp_path):
     out = tmp_path / "galaxies.png"
     result = run_module("datasets.synthetic_galaxies", "--preview", str(out), "--size", "16", "--per-class", "2")
@@ -59,6 +60,7 @@ def naive_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_star_field_preview_command_writes_a_column_of_real_fields_and_one_per_run(tmp_path, naive_run):
     real_only, with_run = tmp_path / "real.png", tmp_path / "with_run.png"
     result = run_module("datasets.star_fields", "--preview", str(real_only), "--n", "2")
@@ -108,6 +110,7 @@ def test_a_bad_flag_is_one_error_line_with_exit_2(main, argv, message, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_bad_flag_from_the_shell_is_exactly_one_stderr_line(tmp_path):
     result = run_module("datasets.star_fields", "--preview", str(tmp_path / "out.png"), "--seed", "many", cwd=tmp_path)
     assert result.returncode == 2

@@ -68,6 +68,7 @@ def classifier_run(tmp_path_factory):
     return train_tiny_classifier(tmp_path_factory.mktemp("runs") / "classifier", limit=60, seed=2)
 
 
+@pytest.mark.slow
 def test_run_report_measures_scores_and_pixels_on_the_held_out_split(classifier_run, tmp_path):
     results = evaluate_retrieval(classifier_run, k=5, out_dir=tmp_path)
     assert json.loads((tmp_path / "retrieval.json").read_text()) == json.loads(json.dumps(results))
@@ -97,6 +98,7 @@ def test_run_report_measures_scores_and_pixels_on_the_held_out_split(classifier_
     assert table[1].split() == ["pixels", "768", f"{expected:.3f}", f"{probe:.3f}"]
 
 
+@pytest.mark.slow
 def test_retrieval_refuses_unlabeled_data_and_pixels_as_the_learned_embedding(classifier_run):
     with pytest.raises(DataError, match="retrieval needs class labels, but dataset 'hubble' is unlabeled"):
         evaluate_retrieval(classifier_run, dataset="hubble")

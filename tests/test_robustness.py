@@ -43,6 +43,7 @@ def test_nearest_distances_against_another_set_and_against_itself():
     np.testing.assert_allclose(nearest_distances(gallery, gallery, skip_self=True), [3.0, 4.0, 3.0])
 
 
+@pytest.mark.slow
 def test_validation_galaxies_are_the_runs_own_under_each_condition(classifier_run):
     rows, labels, seed = validation_rows(classifier_run, 50)
     assert seed == 3 and np.array_equal(rows, split_indices(100, "validation", 0.1, 3))   # the run's 10 held out
@@ -55,6 +56,7 @@ def test_validation_galaxies_are_the_runs_own_under_each_condition(classifier_ru
     assert blurred.shape == clean.shape and not np.allclose(blurred, clean)
 
 
+@pytest.mark.slow
 def test_report_scores_every_condition_and_writes_json_and_png(classifier_run, tmp_path):
     results = measure_robustness(classifier_run, n=10, k=3, out_dir=tmp_path)
     assert json.loads((tmp_path / "robustness.json").read_text()) == json.loads(json.dumps(results))
@@ -81,6 +83,7 @@ def test_report_scores_every_condition_and_writes_json_and_png(classifier_run, t
     assert lines[-1].startswith("Hubble domain gap: real→synthetic")
 
 
+@pytest.mark.slow
 def test_cli_writes_into_the_run_and_refuses_a_bad_n(classifier_run, capsys):
     evaluate.main(["robustness", "--run", str(classifier_run), "--n", "8", "--k", "2"])
     assert (classifier_run / "robustness" / "robustness.json").is_file()
@@ -89,6 +92,7 @@ def test_cli_writes_into_the_run_and_refuses_a_bad_n(classifier_run, capsys):
         measure_robustness(classifier_run, n=1)
 
 
+@pytest.mark.slow
 def test_a_run_trained_on_other_data_is_measured_on_galaxies_of_the_next_seed(classifier_run, tmp_path):
     import shutil
 

@@ -39,6 +39,7 @@ def runs(tmp_path_factory):
     return {name: str(root / name) for name in ("naive", "rf", "cnn", "black")}
 
 
+@pytest.mark.slow
 def test_score_writes_the_documented_keys_and_ranks_the_sets(runs, tmp_path, capsys):
     out = tmp_path / "out"
     evaluate.main(["score", "--run", runs["naive"], "--generated", runs["black"], "--n", "6", "--scorer", runs["rf"],
@@ -116,6 +117,7 @@ def test_tile_runs_are_stitched_into_whole_fields():
     np.testing.assert_array_equal(fields[0][1], stitch_tiles(tiles[count:], 40, 40))
 
 
+@pytest.mark.slow
 def test_bad_input_stops_before_writing(runs, tmp_path):
     with pytest.raises(DataError, match="nothing to score. Pass --run RUN"):
         evaluate.main(["score", "--out", str(tmp_path / "a")])

@@ -31,6 +31,7 @@ def forest_run(tmp_path_factory):
     return run_dir, final
 
 
+@pytest.mark.slow
 def test_built_in_scored_fields_are_the_cil_writers_scored_set(cil_folder):
     written, built_in = CILSource(cil_folder, "scored"), ScoredStarFields(24, seed=0)
     np.testing.assert_allclose(written.scores, built_in.scores, rtol=1e-5)     # scored.csv, in writing order
@@ -38,6 +39,7 @@ def test_built_in_scored_fields_are_the_cil_writers_scored_set(cil_folder):
     assert 0 < built_in.scores.min() and built_in.scores.max() == 8.0 and len(set(built_in.scores)) > 15
 
 
+@pytest.mark.slow
 def test_datasets_load_scored_opens_the_scored_images_and_refuses_datasets_without_them(cil_folder):
     star_fields = datasets.load("star-fields", scored=True, limit=10)
     assert len(star_fields) == 10 and star_fields.metadata(np.arange(3))["score"].shape == (3,)
@@ -48,6 +50,7 @@ def test_datasets_load_scored_opens_the_scored_images_and_refuses_datasets_witho
         datasets.load("synthetic-galaxies", scored=True)
 
 
+@pytest.mark.slow
 def test_random_forest_beats_predicting_the_mean_on_the_built_in_scored_set(forest_run):
     run_dir, final = forest_run
     assert final["val_mae"] < 0.75 * final["val_mae_of_mean"]
@@ -59,6 +62,7 @@ def test_random_forest_beats_predicting_the_mean_on_the_built_in_scored_set(fore
     assert sorted(p.name for p in (run_dir / "model").iterdir()) == ["forest.skops", "parts.json"]
 
 
+@pytest.mark.slow
 def test_random_forest_scores_real_fields_above_distorted_ones_and_loads_to_the_same_scores(forest_run):
     run_dir, _ = forest_run
     scorer = zoo.load(run_dir)
@@ -95,6 +99,7 @@ def test_scorers_refuse_unscored_data_and_scoring_before_training():
         zoo.create("rf-scorer", bins=1)
 
 
+@pytest.mark.slow
 def test_cnn_scorer_trains_scores_encodes_and_saves(tmp_path):
     model = zoo.create("cnn-scorer", input_size=32, widths=(4, 8), feature_dim=8)
     source = ScoredStarFields(12, seed=0)

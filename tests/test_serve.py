@@ -54,6 +54,7 @@ def indices(rows):
     return [row["index"] for row in rows]
 
 
+@pytest.mark.slow
 def test_the_milky_way_and_an_upload_answer_like_nearest_from_the_saved_index(search, client, run_dir, index_path,
                                                                              tmp_path, monkeypatch):
     assert index_path.is_file() and len(search.gallery) == 40
@@ -82,6 +83,7 @@ def test_the_milky_way_and_an_upload_answer_like_nearest_from_the_saved_index(se
         client.get("/api/neighbours", params={"k": 6}).json()["neighbours"]
 
 
+@pytest.mark.slow
 def test_a_gallery_galaxy_is_its_own_nearest_and_its_neighbours_are_find_neighbours(search, client, run_dir):
     answer = client.get("/api/neighbours", params={"index": 7, "k": 5}).json()
     source, spec = search.source, search.spec
@@ -146,6 +148,7 @@ def png_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, url, body, status, message", [
     ("get", "/api/neighbours?k=0", None, 400,
      "k must be a whole number from 1 to 40, got '0'. Choose how many neighbours to show, e.g. 10"),
@@ -198,6 +201,8 @@ def browser():
         browser.close()
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_the_page_shows_the_milky_ways_neighbours_and_a_click_makes_a_neighbour_the_query(search, browser):
     from playwright.sync_api import expect
 
@@ -242,6 +247,7 @@ def test_the_page_shows_the_milky_ways_neighbours_and_a_click_makes_a_neighbour_
         page.close()
 
 
+@pytest.mark.slow
 def test_an_index_folder_of_embed_and_index_answers_like_the_npz_gallery(local_ray, search, client, run_dir,
                                                                          tmp_path):
     """`serve --index IDX/` (evaluate.py embed + index, on Ray): the same neighbours as the .npz gallery, a gallery

@@ -123,6 +123,7 @@ def test_write_cil_writes_the_whole_layout_deterministically(tmp_path):
         write_cil(folder, n=2)
 
 
+@pytest.mark.slow
 def test_write_command_line_and_refusal(tmp_path, capsys):
     argv = ["--write", str(tmp_path / "cil"), "--n", "2", "--n-scored", "1", "--n-query", "1"]
     result = subprocess.run([sys.executable, "-m", "datasets.star_fields", *argv], cwd=ROOT, capture_output=True,
@@ -143,6 +144,7 @@ def test_registered_as_the_star_fields_dataset():
     assert "star-fields" in datasets.list_datasets() and "cil" in datasets.list_datasets()
 
 
+@pytest.mark.slow
 def test_tiled_training_cuts_fields_into_tiles_and_stitches_generated_ones(tmp_path):
     run_dir = tmp_path / "run"
     result = subprocess.run([sys.executable, "train.py", "--model", "vae", "--dataset", "star-fields", "--tile", "256",

@@ -70,6 +70,7 @@ def test_fade_in_at_alpha_zero_equals_the_upsampled_lower_resolution():
                                model.discriminator(downsample(images), level=1, alpha=1.0), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_grows_4_8_16_with_alpha_rising_through_each_fade_in():
     model = zoo.create("stylegan", image_size=16, images_per_stage=32, **TINY)
     images = np.random.default_rng(0).uniform(0, 1, (96, 16, 16, 3)).astype(np.float32)
@@ -89,6 +90,7 @@ def test_grows_4_8_16_with_alpha_rising_through_each_fade_in():
     assert model.generate(2, seed=0).shape == (2, 16, 16, 3)
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_saved_stage_and_alpha(tmp_path):
     """train.py with the schedule flags, then --resume: the second epoch goes on from the first one's images."""
     import train

@@ -37,6 +37,7 @@ def test_classes_are_balanced_and_named_like_galaxy10():
     assert counts.sum() == len(source) == 5000 and counts.max() - counts.min() <= 1
 
 
+@pytest.mark.slow
 def test_mean_colour_and_brightness_do_not_give_the_class_away():
     images, labels = SyntheticGalaxies(32, n=500).read(0, 500)
     features = images.astype(np.float64).mean(axis=(1, 2))          # mean R, G, B per image

@@ -87,6 +87,7 @@ def test_the_split_is_fixed_and_ten_percent_test():
     assert held_out_rows(1000).sum() == 100
 
 
+@pytest.mark.slow
 def test_a_prepared_dataset_holds_every_row_once_with_its_features(prepared):
     builder = tfds.builder("galaxy10_decals", data_dir=str(prepared))
     assert builder.info.file_format.value == "array_record"
@@ -115,6 +116,7 @@ def test_tfds_load_from_python_with_a_manual_dir(tmp_path):
     assert example["label"] == example["index"] % 10
 
 
+@pytest.mark.slow
 def test_train_py_reads_a_prepared_tfds_dataset(prepared, tmp_path):
     source = datasets.load("tfds:galaxy10_decals", data_dir=str(prepared))
     assert len(source) == 18 and source.class_names == DECALS_CLASSES and source.channels == 3
