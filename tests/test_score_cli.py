@@ -127,3 +127,27 @@ def test_bad_input_stops_before_writing(runs, tmp_path):
     assert result.stderr.splitlines() == [f"error: --scorer run '{runs['naive']}' is a naive, which does not score "
                                           "images. Pass a run of cnn-scorer/rf-scorer"]
     assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
+
+
+def test_adversarial_fields_are_scored_beside_the_real_ones_with_their_gap(runs, tmp_path, capsys):
+    out = tmp_path / "attack"
+    evaluate.main(["score", "--run", runs["naive"], "--n", "4", "--scorer", runs["rf"], "--adversarial", "4",
+                   "--out", str(out)])
+    report = json.loads((out / "score.json").read_text())
+    attack = report["adversarial"]
+    assert tuple(attack) == (*SET_KEYS, "gap") and attack["n"] == 4 and report["ranking"] == ["naive"]
+    assert attack["histogram_w1"] == 0.0         # built from the same four real fields: their histogram exactly
+    assert attack["gap"] == pytest.approx(report["real"]["scorer"]["mean"] - attack["scorer"]["mean"])
+    assert any(line.startswith(f"adversarial (gap {attack['gap']:.2f})") for line in capsys.readouterr().out.splitlines())
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--adversarial", "0"], "error: argument --adversarial: expected a positive whole number, got '0'."),
+    (["--adversarial", "many"], "error: argument --adversarial: expected a positive whole number, got 'many'."),
+    (["--adversarial", "8"], "error: --adversarial needs at least 4 fields, a --scorer run and star fields as --real"),
+])
+def test_bad_adversarial_values_stop_with_one_line(flags, message, tmp_path):
+    result = subprocess.run([sys.executable, "evaluate.py", "score", "--generated", str(tmp_path), *flags,
+                             "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(message) and not (tmp_path / "out").exists()

@@ -120,3 +120,24 @@ def test_cnn_scorer_trains_scores_encodes_and_saves(tmp_path):
     for shift, clamped in ((100.0, SCORE_RANGE[1]), (-100.0, SCORE_RANGE[0])):
         bias.assign(trained_bias + shift)
         assert loaded.score(fields).tolist() == [clamped] * 4
+
+
+def test_runs_saved_before_feature_sets_keep_their_features_and_new_ones_see_shapes():
+    from zoo.scorers import SHAPE_FEATURES, CNNScorer, ForestScorer
+
+    fields = StarFields(2, seed=3).read(0, 2)[0].astype(np.float32) / 255
+    old = ForestScorer(bins=8, bands=4, trees=3, min_samples_leaf=1, max_features=0.5, seed=0)   # an old parts.json
+    assert old.options["features"] == "histogram-spectrum" and old.inputs(fields).shape == (2, 12)
+    assert zoo.create("rf-scorer", bins=8, bands=4).inputs(fields).shape == (2, 12 + SHAPE_FEATURES)
+    assert CNNScorer(input_size=32, channels=1, widths=(4, 8), feature_dim=8, learning_rate=1e-3
+                     ).options["features"] == "image"
+    with pytest.raises(ModelError, match="rf-scorer has no feature set 'colour'"):
+        zoo.create("rf-scorer", features="colour")
+
+
+def test_forest_scores_hard_discs_on_a_flat_sky_below_real_fields(forest_run):
+    scorer = zoo.load(forest_run[0])
+    real = StarFields(4, seed=6).read(0, 4)[0].astype(np.float32) / 255
+    rng = np.random.default_rng(1)
+    discs = np.stack([render_field(rng, Distortion(hard=2.0, flat=2.0))[0] for _ in range(4)])[..., None] / 255
+    assert scorer.score(real).min() > scorer.score(discs.astype(np.float32)).max()
