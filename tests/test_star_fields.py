@@ -15,6 +15,7 @@ import cli
 import datasets
 import zoo
 from core.errors import DataError
+from core.stars import PROFILE_RADII, find_stars, star_shapes
 from datasets.star_fields import (
     Distortion,
     ScoredStarFields,
@@ -188,3 +189,19 @@ def test_fake_looks_change_what_they_name():
     assert np.median(fog) - np.median(real) == pytest.approx(24, abs=1)  # a pedestal of 12·s grey levels
     assert np.array_equal(blocky[::4, ::4].repeat(4, 0).repeat(4, 1), blocky)     # 4×4 blocks of one value
     assert stars.diameter.min() >= 10 * 2 ** 1.5 - 1e-9
+    attacked, _ = render_field(rng(), Distortion(attack=2.0))        # every star a flat disc or square
+    assert np.array_equal(np.sort(attacked, axis=None), np.sort(real, axis=None)) and not np.array_equal(attacked, real)
+    beyond = PROFILE_RADII.index(1.5)
+    halos = [np.median(star_shapes(field, find_stars(field))[:, beyond]) for field in (real, attacked)]
+    assert halos[1] < 0.5 * halos[0]                                 # the real grey levels, but no halo past the rim
+
+
+def test_attack_paints_stars_cut_by_the_field_edge():
+    from datasets.star_fields.adversarial import adversarial_field
+
+    field = np.full((120, 120), 3, np.uint8)
+    cv2.circle(field, (117, 60), 7, 200, -1)                         # a large star whose square reaches past the edge
+    field = cv2.GaussianBlur(field, (0, 0), 2)
+    attacked = adversarial_field(field, np.random.default_rng(0))
+    assert np.array_equal(np.sort(attacked, axis=None), np.sort(field, axis=None))
+    assert not np.array_equal(attacked, field)

@@ -29,6 +29,8 @@ and, from scored-set version 2 on, what generators get wrong (FAKE_LOOKS):
     fog           a grey pedestal of 12·s grey levels
     size          star diameters × 2^(±0.75·s) (smaller with `fewer`)
     seams         4×4 tiles whose sky differs by a factor 2^N(0, 0.35·s) (tiles stitched with seams)
+    attack        a share min(1, s/2) of the stars painted as flat discs or squares, then the field's own histogram
+                  and power spectrum put back (adversarial.py: the attack on histogram-and-spectrum judges)
 
 The score is 8·exp(-|s|), |s| the Euclidean norm of the severities: 8 for a real field, 2.9 for a
 doubled background, 1.9 for two such distortions. Image i of a set depends only on (seed, set, i) and,
@@ -55,6 +57,7 @@ from core.files import write_atomic
 from core.stars import StarTable
 from core.worlds import FIELD_SIZE
 from datasets.source import Source
+from datasets.star_fields.adversarial import adversarial_field
 
 DEFAULT_N = 1000                     # fields in the `star-fields` dataset
 STAR_COUNT_RANGE = (5, 25)           # stars per real field: 5 + Binomial(20, COUNT_P), mean 12
@@ -79,7 +82,7 @@ SPECK_PEAK_RANGE = (8.0, 30.0)
 
 SETS = ("fields", "labeled", "scored", "query")     # random streams: image i of set s uses rng([seed, s, i])
 DISTORTIONS = ("background", "count", "blur", "boxy", "noise")
-FAKE_LOOKS = ("flat", "hard", "blocky", "smooth", "fog", "size", "seams")
+FAKE_LOOKS = ("flat", "hard", "blocky", "smooth", "fog", "size", "seams", "attack")
 SCORED_VERSIONS = {1: DISTORTIONS, 2: DISTORTIONS + FAKE_LOOKS}    # what each version of the scored set draws from
 SCORED_VERSION = 2                   # the version the built-in scored set and --write use
 SEAM_TILES = 4                       # tiles per side of a `seams` field
@@ -104,6 +107,7 @@ class Distortion:
     fog: float = 0.0
     size: float = 0.0
     seams: float = 0.0
+    attack: float = 0.0
     fewer: bool = False
 
     @property
@@ -243,7 +247,10 @@ def render_field(rng: np.random.Generator, distortion: Distortion = Distortion()
         light = cv2.GaussianBlur(light, (0, 0), 1.5 * distortion.smooth)
     if distortion.blocky > 0:
         light = _blocky(light, distortion.blocky)
-    return np.clip(np.rint(light), 0, 255).astype(np.uint8), stars
+    field = np.clip(np.rint(light), 0, 255).astype(np.uint8)
+    if distortion.attack > 0:
+        field = adversarial_field(field, rng, min(1.0, distortion.attack / 2))
+    return field, stars
 
 
 def _rng(seed: int, subset: str, index: int) -> np.random.Generator:

@@ -21,27 +21,33 @@ SIZE_FACTOR = 1.3          # shape radius over the star's half-maximum radius
 SQUARE_SHARE = 0.5         # share of stars painted as squares; the rest are discs
 
 
-def hard_shapes(field: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """float32 copy of a uint8 field with each found star replaced by a flat disc or square of its peak."""
+def hard_shapes(field: np.ndarray, rng: np.random.Generator, share: float = 1.0) -> np.ndarray:
+    """float32 copy of a uint8 field with each found star, or a random `share` of them, replaced by a flat disc
+    or square of its peak."""
     fake = field.astype(np.float32)
     stars = find_stars(field)
     level = background_level(field)
-    for x, y, peak, radius in zip(stars.x, stars.y, stars.peak, stars.radius):
+    squares = rng.random(len(stars)) < SQUARE_SHARE
+    painted = rng.random(len(stars)) < share
+    for x, y, peak, radius, square in zip(*(column[painted] for column in (stars.x, stars.y, stars.peak, stars.radius,
+                                                                          squares))):
         reach = SIZE_FACTOR * max(radius, 1.0)
         top, left = max(0, int(y - 2 * reach)), max(0, int(x - 2 * reach))
-        window = np.s_[top:int(y + 2 * reach) + 1, left:int(x + 2 * reach) + 1]
+        window = np.s_[top:min(field.shape[0], int(y + 2 * reach) + 1),
+                       left:min(field.shape[1], int(x + 2 * reach) + 1)]
         rows, columns = np.ogrid[window]
         dx, dy = np.abs(columns - x), np.abs(rows - y)
-        inside = np.maximum(dx, dy) <= reach if rng.random() < SQUARE_SHARE else np.hypot(dx, dy) <= reach
+        inside = np.maximum(dx, dy) <= reach if square else np.hypot(dx, dy) <= reach
         fake[window][inside] = min(255.0, level + peak)
     return fake
 
 
-def adversarial_field(field: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 field with the grey levels of the uint8 `field`, about its power spectrum, and hard-edged stars."""
+def adversarial_field(field: np.ndarray, rng: np.random.Generator, share: float = 1.0) -> np.ndarray:
+    """uint8 field with the grey levels of the uint8 `field`, about its power spectrum, and hard-edged stars (all,
+    or a random `share` of them: the scored set's `attack` look)."""
     amplitude = np.abs(scipy.fft.rfft2(field.astype(np.float32)))
     levels = np.sort(field.ravel())
-    fake = hard_shapes(field, rng)
+    fake = hard_shapes(field, rng, share)
     result = np.empty(field.size, np.uint8)
     for _ in range(IAAFT_ROUNDS):
         spectrum = scipy.fft.rfft2(fake)
