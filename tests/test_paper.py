@@ -11,10 +11,10 @@ import pytest
 
 from evaluation.paper import MODELS, SEED_TRAINING, PaperConfig, make_paper, orderings
 
-TOY = PaperConfig(n=4, fields=12, scored_fields=40, cnn_epochs=1, layered_epochs=1, layered_coordinate_epochs=3,
-                  stylegan_fields=4, stylegan_image_size=16, stylegan_images_per_stage=8, stylegan_batch_size=4,
-                  stylegan_steps_per_epoch=2, stylegan_epochs=2, stylegan_validation_fraction=0.25,
-                  adversarial=4)
+TOY = PaperConfig(n=4, fields=12, scored_fields=20, cnn_epochs=1, layered_epochs=1, layered_coordinate_epochs=1,
+                  stylegan_fields=4, stylegan_image_size=16, stylegan_start_size=16, stylegan_images_per_stage=8,
+                  stylegan_batch_size=4, stylegan_steps_per_epoch=1, stylegan_epochs=1,
+                  stylegan_validation_fraction=0.25, adversarial=4)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,6 +25,7 @@ def test_orderings_compare_each_pair_of_the_seeds_ranking():
     assert not found["all_match"] and orderings({"naive": 0.3, "stylegan": 1.2, "layered": 2.0})["all_match"]
 
 
+@pytest.mark.slow
 def test_make_paper_trains_scores_and_writes_the_figures_table_and_results(tmp_path):
     out, runs = tmp_path / "paper", tmp_path / "runs"
     results = make_paper(out, TOY, runs, log=lambda line: None)
