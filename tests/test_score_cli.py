@@ -141,13 +141,18 @@ def test_adversarial_fields_are_scored_beside_the_real_ones_with_their_gap(runs,
     assert any(line.startswith(f"adversarial (gap {attack['gap']:.2f})") for line in capsys.readouterr().out.splitlines())
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--adversarial", "0"], "error: argument --adversarial: expected a positive whole number, got '0'."),
-    (["--adversarial", "many"], "error: argument --adversarial: expected a positive whole number, got 'many'."),
-    (["--adversarial", "8"], "error: --adversarial needs at least 4 fields, a --scorer run and star fields as --real"),
-])
-def test_bad_adversarial_values_stop_with_one_line(flags, message, tmp_path):
-    result = subprocess.run([sys.executable, "evaluate.py", "score", "--generated", str(tmp_path), *flags,
-                             "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
-    assert result.stderr.startswith(message) and not (tmp_path / "out").exists()
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_adversarial_counts_that_are_not_positive_stop_with_one_line(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        evaluate.main(["score", "--generated", str(tmp_path), "--adversarial", value, "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and len(error.splitlines()) == 1
+    assert error.startswith(f"error: argument --adversarial: expected a positive whole number, got '{value}'.")
+    assert not (tmp_path / "out").exists()
+
+
+def test_adversarial_fields_need_a_scorer_and_star_fields(tmp_path):
+    with pytest.raises(DataError, match="--adversarial needs at least 4 fields, a --scorer run and star fields as "
+                                        "--real .star-fields or cil., got 8 fields, scorer None, real star-fields"):
+        evaluate.main(["score", "--generated", str(tmp_path), "--adversarial", "8", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
