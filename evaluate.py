@@ -438,6 +438,9 @@ def add_score(commands) -> None:
     parser.add_argument("--trust-pickle", action="store_true",
                         help="read a scorer run of an older version, whose forest is a pickle (which can run "
                              "code): only for runs you trust")
+    parser.add_argument("--adversarial", type=cli.positive_int, metavar="N",
+                        help="also score N fields made from the real ones with their histogram and power spectrum "
+                             "but hard-edged stars, and report the score gap to the real fields (needs --scorer)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the runs and the real dataset's (0)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=16,
                         help="images made and measured at once; the same as generate's gives its images (16)")
@@ -454,7 +457,8 @@ def run_score(args) -> None:
 
     report, _ = score_sets(writable(args.out), runs=args.run, generated=args.generated, real=args.real,
                            data_dir=args.data_dir, n=args.n, scorer=args.scorer, features=args.features,
-                           seed=args.seed, batch_size=args.batch_size, trust_pickle=args.trust_pickle)
+                           seed=args.seed, batch_size=args.batch_size, trust_pickle=args.trust_pickle,
+                           adversarial=args.adversarial)
     print(format_table(report))
     print(f"ranked by {report['ranked_by']}; wrote {args.out}/score.json, {args.out}/score.png")
 

@@ -139,3 +139,37 @@ def no_stars_error(fields: int, dataset: str, threshold: float) -> DataError:
     """What a star-field model says when extraction found no star to learn from."""
     return DataError(f"no stars found in the {fields} fields of '{dataset}' (threshold {threshold} grey levels). "
                      "Check the data or lower --option threshold=...")
+
+
+PROFILE_RADII = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)      # where star_shapes reads a profile, × half-maximum radius
+
+
+def star_shapes(field: np.ndarray, stars: FoundStars, patch_size: int = 30) -> np.ndarray:
+    """(k, len(PROFILE_RADII) + 2) shape of each star of a uint8 field: its radial profile above the sky as a share
+    of its peak at PROFILE_RADII times its half-maximum radius, the steepest brightness step in its patch as a
+    share of its peak (near 1 for a hard edge, about 0.3 for a real soft star), and how much of the bounding box
+    of its half-maximum region that region fills (π/4 for a disc, 1/2 for a diamond, 1 for a square)."""
+    shapes = np.zeros((len(stars), len(PROFILE_RADII) + 2), np.float32)
+    if not len(stars):
+        return shapes
+    level, half = background_level(field), patch_size // 2
+    patches = extract_patches(field, stars, patch_size).astype(np.float32) - np.float32(level)
+    offsets = np.arange(patch_size, dtype=np.float32) - half
+    for k, (patch, x, y) in enumerate(zip(patches, stars.x, stars.y)):
+        peak = max(float(stars.peak[k]), 1.0)
+        distance = np.hypot(offsets[None, :] - (x - np.rint(x)), offsets[:, None] - (y - np.rint(y)))
+        rings = np.minimum(np.rint(distance).astype(np.int64), half)
+        profile = np.bincount(rings.ravel(), patch.ravel(), half + 1) / np.maximum(np.bincount(rings.ravel(), None,
+                                                                                              half + 1), 1)
+        radius = max(float(stars.radius[k]), 0.5)
+        shapes[k, :len(PROFILE_RADII)] = np.interp(np.asarray(PROFILE_RADII) * radius, np.arange(half + 1),
+                                                   profile) / peak
+        rows, columns = np.gradient(patch)
+        shapes[k, -2] = np.hypot(rows, columns).max() / peak
+        regions, _ = ndimage.label(patch >= peak / 2)
+        region = regions == regions[half, half] if regions[half, half] else regions == regions.max()
+        found_rows, found_columns = np.nonzero(region)
+        if len(found_rows):
+            box = (np.ptp(found_rows) + 1) * (np.ptp(found_columns) + 1)
+            shapes[k, -1] = len(found_rows) / box
+    return shapes

@@ -2,14 +2,16 @@
 MAE) reproduced on this machine in one command, `python evaluate.py paper --out reports/paper`.
 
 It trains naive, layered and a short StyleGAN on the built-in star fields, the random-forest and the CNN scorer
-on the built-in scored fields, scores `n` generated fields per model with the forest (evaluation/score.py, FID /
-KID on the CNN scorer's features), and writes to the output folder:
+on the built-in scored fields, scores `n` generated fields per model and `adversarial` attack fields with both
+judges (evaluation/score.py, FID / KID on the CNN scorer's features), and writes to the output folder:
 
-    figure1.png    average forest score per model with its min-max range, beside the seed's (Fig. 1)
+    figure1.png    average score per model with its min-max range, forest and CNN, beside the seed's (Fig. 1)
     figure4.png    average pixel histogram of each model's fields and of the real ones (Fig. 4)
     table1.md      training time here beside the seed's Table I hours and dollars, at the seed's prices
-    results.json   everything above as numbers, with which of the seed's orderings hold here
-    score/         score.json and score.png of the comparison
+    orderings.md   both judges and the distribution metrics side by side, and which of the seed's orderings
+                   hold by each, with the numbers
+    results.json   everything above as numbers
+    score/, score_cnn/   score.json and score.png of the comparison by the forest, and by the CNN scorer
 
 and the five trained runs to runs/paper/ (replaced each time; runs/ is not committed).
 
@@ -67,6 +69,7 @@ class PaperConfig:
     stylegan_steps_per_epoch: int = 32
     stylegan_epochs: int = 4             # 4 × 32 × 16 = 2,048 tiles: 8 → 128 px, 896 of them at 128 px
     stylegan_validation_fraction: float = 0.025   # 5 fields: Keras validates on all of them every epoch
+    adversarial: int = 100               # attack fields scored beside the real ones
     seed: int = 0
 
 
@@ -113,31 +116,90 @@ def orderings(scores: dict[str, float]) -> dict:
             "all_match": all(pairs.values())}
 
 
-def figure1(report: dict):
-    """Average forest score per model with min-max, next to the seed's values (Fig. 1)."""
+def figure1(reports: dict[str, dict]):
+    """Average score per model with min-max by each judge (forest, CNN), next to the seed's forest (Fig. 1), with
+    the real and the adversarial fields as lines."""
     import matplotlib.pyplot as plt
 
-    sets = {s["name"]: s["scorer"] for s in report["sets"]}
-    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    figure, axis = plt.subplots(figsize=(7.4, 4.4))
     positions = np.arange(len(MODELS))
-    here = [sets[m] for m in MODELS]
-    axis.bar(positions - 0.2, [s["mean"] for s in here], 0.4, label=f"here ({report['sets'][0]['n']} fields each)",
-             yerr=[[s["mean"] - s["min"] for s in here], [s["max"] - s["mean"] for s in here]], capsize=4,
-             color="C0")
+    width = 0.8 / (len(reports) + 1)
+    for k, (judge, report) in enumerate(reports.items()):
+        sets = {s["name"]: s["scorer"] for s in report["sets"]}
+        here = [sets[m] for m in MODELS]
+        axis.bar(positions + (k - len(reports) / 2) * width, [s["mean"] for s in here], width, color=f"C{k}",
+                 label=f"{judge} here ({report['sets'][0]['n']} fields each)", capsize=3,
+                 yerr=[[s["mean"] - s["min"] for s in here], [s["max"] - s["mean"] for s in here]])
+        real = report["real"]["scorer"]["mean"]
+        axis.axhline(real, color=f"C{k}", linestyle="--", linewidth=1, label=f"real fields, {judge} ({real:.2f})")
+        if report["adversarial"]:
+            attack = report["adversarial"]["scorer"]["mean"]
+            axis.axhline(attack, color=f"C{k}", linestyle=":", linewidth=1,
+                         label=f"adversarial fields, {judge} ({attack:.2f})")
     seed = [SEED_SCORES[m] for m in MODELS]
-    axis.bar(positions + 0.2, [s["mean"] for s in seed], 0.4, label="seed (500 images each)", color="0.75",
-             hatch="//", yerr=[[s["mean"] - s.get("min", s["mean"]) for s in seed],
-                               [s.get("max", s["mean"]) - s["mean"] for s in seed]], capsize=4)
-    real = report["real"]["scorer"]
-    axis.axhline(real["mean"], color="black", linestyle="--", linewidth=1,
-                 label=f"real fields here ({real['mean']:.2f})")
-    axis.set_xticks(positions, [f"{LABELS[m]}\nhere {h['mean']:.2f}, seed {s['mean']:.2f}"
-                                for m, h, s in zip(MODELS, here, seed)])
-    axis.set(ylabel="random-forest score (0-8), mean and min-max", ylim=(0, 8.3),
+    axis.bar(positions + len(reports) / 2 * width, [s["mean"] for s in seed], width, label="seed's forest (500 images)",
+             color="0.75", hatch="//", yerr=[[s["mean"] - s.get("min", s["mean"]) for s in seed],
+                                             [s.get("max", s["mean"]) - s["mean"] for s in seed]], capsize=3)
+    axis.set_xticks(positions, [LABELS[m] for m in MODELS])
+    axis.set(ylabel="score (0-8), mean and min-max", ylim=(0, 8.3),
              title="Average score of generated star fields (seed Fig. 1)")
-    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3)
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     figure.tight_layout()
     return figure
+
+
+DISTANCES = ("histogram_w1", "power_spectrum_distance", "fid_domain")     # lower is better
+
+
+def judge_tables(reports: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per judge (each scorer's mean, and each distance as its negative, so higher is better everywhere) the
+    value of each model."""
+    first = next(iter(reports.values()))
+    tables = {judge: {s["name"]: s["scorer"]["mean"] for s in report["sets"]} for judge, report in reports.items()}
+    for key in DISTANCES:
+        tables[key] = {s["name"]: -s[key] for s in first["sets"] if s[key] is not None}
+    return tables
+
+
+def agreement(tables: dict[str, dict[str, float]]) -> dict[str, dict]:
+    """For each of the seed's pairs, what every judge says (holds or not) and whether they all agree."""
+    verdicts = {judge: orderings(values)["pairs"] for judge, values in tables.items()
+                if set(values) >= set(SEED_SCORES)}
+    pairs = next(iter(verdicts.values()))
+    return {pair: {"by": {judge: verdict[pair] for judge, verdict in verdicts.items()},
+                   "all_agree": len({verdict[pair] for verdict in verdicts.values()}) == 1} for pair in pairs}
+
+
+def orderings_markdown(reports: dict[str, dict], found: dict[str, dict]) -> str:
+    """orderings.md: both judges and the distance metrics side by side per model, the real and the adversarial
+    fields, then each of the seed's orderings with what every judge says, and the numbers where they differ."""
+    first = next(iter(reports.values()))
+    by_judge = {judge: {s["name"]: s for s in report["sets"]} for judge, report in reports.items()}
+    lines = ["| fields | " + " | ".join(f"{judge} score" for judge in reports) + " | histogram W1 | spectrum distance "
+             "| domain FID |", "|---|" + "---:|" * (len(reports) + 3)]
+    for name in MODELS:
+        distances = by_judge[next(iter(reports))][name]
+        lines.append(f"| {LABELS[name]} | " + " | ".join(f"{by_judge[j][name]['scorer']['mean']:.2f}" for j in reports)
+                     + " | " + " | ".join("-" if distances[key] is None else f"{distances[key]:.4g}"
+                                          for key in DISTANCES) + " |")
+    lines.append("| real | " + " | ".join(f"{r['real']['scorer']['mean']:.2f}" for r in reports.values())
+                 + " | 0 | 0 | 0 |")
+    if first["adversarial"]:
+        attack = first["adversarial"]
+        lines.append("| adversarial | " + " | ".join(f"{r['adversarial']['scorer']['mean']:.2f} (gap "
+                                                     f"{r['adversarial']['gap']:.2f})" for r in reports.values())
+                     + " | " + " | ".join("-" if attack[key] is None else f"{attack[key]:.4g}" for key in DISTANCES)
+                     + " |")
+    lines += ["", "Which of the seed's orderings (layered > StyleGAN > naive) hold, by each judge (the distances: "
+              "lower is better):", ""]
+    tables = judge_tables(reports)
+    for pair, verdict in found.items():
+        said = ", ".join(f"{judge} {'yes' if holds else 'no'}" for judge, holds in verdict["by"].items())
+        better, worse = pair.split(" > ")
+        lines.append(f"- **{pair}**: {said}." + ("" if verdict["all_agree"] else " They differ: " + "; ".join(
+            f"{judge} {abs(values[better]):.4g} against {abs(values[worse]):.4g}" for judge, values in tables.items()
+            if better in values and worse in values) + "."))
+    return "\n".join(lines) + "\n"
 
 
 def figure4(summaries: list) -> object:
@@ -187,21 +249,33 @@ def make_paper(out_dir: str | Path = "reports/paper", config: PaperConfig = Pape
     out_dir = Path(out_dir)
     started = time.perf_counter()
     trained = train_runs(config, Path(runs_dir), log)
-    log(f"scoring {config.n} fields per model ...")
+    log(f"scoring {config.n} fields per model and {config.adversarial} adversarial fields, by both judges ...")
     scoring_started = time.perf_counter()
-    report, summaries = score_sets(out_dir / "score", runs=[trained[m]["run"] for m in MODELS], real="star-fields",
-                                   n=config.n, scorer=trained["rf-scorer"]["run"],
-                                   features=trained["cnn-scorer"]["run"], seed=config.seed)
+    reports, summaries = {}, {}
+    for judge, folder in (("rf-scorer", "score"), ("cnn-scorer", "score_cnn")):
+        reports[judge], summaries[judge] = score_sets(out_dir / folder, runs=[trained[m]["run"] for m in MODELS],
+                                                      real="star-fields", n=config.n,
+                                                      scorer=trained[judge]["run"],
+                                                      features=trained["cnn-scorer"]["run"], seed=config.seed,
+                                                      adversarial=config.adversarial)
+    report = reports["rf-scorer"]
     scoring_s = time.perf_counter() - scoring_started
-    save_figure(out_dir / "figure1.png", figure1(report))
-    save_figure(out_dir / "figure4.png", figure4(summaries))
+    found = agreement(judge_tables(reports))
+    save_figure(out_dir / "figure1.png", figure1(reports))
+    save_figure(out_dir / "figure4.png", figure4(summaries["rf-scorer"]))
     write_atomic(out_dir / "table1.md", lambda tmp: Path(tmp).write_text(table1(trained, config)))
+    write_atomic(out_dir / "orderings.md", lambda tmp: Path(tmp).write_text(orderings_markdown(reports, found)))
     means = {s["name"]: s["scorer"]["mean"] for s in report["sets"]}
     results = {
         "config": dataclasses.asdict(config),
         "scores": {s["name"]: s["scorer"] for s in report["sets"]} | {"real": report["real"]["scorer"]},
+        "cnn_scores": ({s["name"]: s["scorer"] for s in reports["cnn-scorer"]["sets"]}
+                       | {"real": reports["cnn-scorer"]["real"]["scorer"]}),
+        "adversarial": {judge: {"scorer": r["adversarial"]["scorer"], "gap": r["adversarial"]["gap"]}
+                        for judge, r in reports.items()},
         "seed_scores": SEED_SCORES,
         "orderings": orderings(means),
+        "agreement": found,
         "mae": {name: {"here": trained[name]["final"]["val_mae"],
                        "predicting_the_mean": trained[name]["final"]["val_mae_of_mean"], "seed": SEED_MAE[name]}
                 for name in SEED_MAE},
@@ -218,7 +292,10 @@ def make_paper(out_dir: str | Path = "reports/paper", config: PaperConfig = Pape
         "total_s": time.perf_counter() - started,
     }
     write_json(out_dir / "results.json", results)
-    log(format_table(report))
+    for judged in reports.values():
+        log(format_table(judged))
     log(json.dumps({"orderings": results["orderings"], "mae": results["mae"]}, indent=1))
-    log(f"wrote {out_dir}/figure1.png, figure4.png, table1.md, results.json, score/ in {results['total_s']:.0f} s")
+    log(orderings_markdown(reports, found))
+    log(f"wrote {out_dir}/figure1.png, figure4.png, table1.md, orderings.md, results.json, score/, score_cnn/ in "
+        f"{results['total_s']:.0f} s")
     return results

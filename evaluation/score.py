@@ -16,6 +16,11 @@ real images are read once, batch by batch (500 star fields of 1000×1000 never s
   images', and a verdict (core.collapse.collapse_reasons on the pairwise distance);
 - `source_count`: for star fields, the stars found per field (core.stars.find_stars) beside the real fields'.
 
+With `adversarial` (star fields and a scorer), as many fields built from the real ones to keep their histogram and
+power spectrum but with hard-edged stars (datasets/star_fields/adversarial.py, the attack the seed names) are
+scored beside the real fields: `adversarial` in score.json holds their SET_KEYS and the `gap`, the real fields'
+mean score minus theirs (a scorer that sees star shapes keeps it large).
+
 Star fields are compared whole at the real fields' 1000 px, as the scorers learned them: a run trained on tiles
 (`--tile 256`) has each field stitched from its tiles. Other images are compared at the first set's size.
 Missing inputs give null values, never missing keys: score.json always has REPORT_KEYS, each set SET_KEYS.
@@ -40,6 +45,7 @@ from core.runs import load_config
 from core.tables import text_table
 from datasets.folder import decode_image
 from datasets.pipeline import data_errors, make_dataset, stitch_tiles, tile_offsets
+from datasets.star_fields.adversarial import adversarial_field
 from evaluation.generation import sampled_batches
 
 STAR_FIELD_DATASETS = ("star-fields", "cil")    # real datasets whose images are compared whole and counted
@@ -50,7 +56,7 @@ KID_SUBSETS = 50
 KID_SUBSET_SIZE = 100
 NEIGHBOURS_K = 3
 MIN_IMAGES = NEIGHBOURS_K + 1
-REPORT_KEYS = ("real", "sets", "ranking", "ranked_by", "scorer_run", "features_run", "seed")
+REPORT_KEYS = ("real", "sets", "ranking", "ranked_by", "scorer_run", "features_run", "seed", "adversarial")
 REAL_KEYS = ("dataset", "data_dir", "n", "image_shape", "scorer", "collapse", "source_count")
 SET_KEYS = ("name", "origin", "n", "image_shape", "scorer", "histogram_w1", "power_spectrum_distance", "fid_domain",
             "kid_domain", "precision", "recall", "collapse", "source_count")
@@ -147,6 +153,21 @@ def real_set(dataset: str, data_dir: str | None, n: int, seed: int, size: int, c
                 yield images
 
     return ImageSet("real", dataset, len(source), batches)
+
+
+def adversarial_set(real: ImageSet, n: int, seed: int) -> ImageSet:
+    """`adversarial_field` of each of the first n real fields (histogram and spectrum kept, hard-edged stars)."""
+    def batches():
+        made = 0
+        for batch in real.batches():
+            fields = (np.asarray(batch[:n - made, ..., 0]) * 255).round().astype(np.uint8)
+            yield np.stack([adversarial_field(field, np.random.default_rng([seed, made + k]))
+                            for k, field in enumerate(fields)])[..., None].astype(np.float32) / 255
+            made += len(fields)
+            if made >= n:
+                return
+
+    return ImageSet("adversarial", f"{real.origin}, histogram and spectrum kept, hard-edged stars", n, batches)
 
 
 class FeatureExtractor(zoo.RunOnImages):
@@ -268,9 +289,15 @@ def unique_names(image_sets: list[ImageSet]) -> None:
 
 def evaluate_sets(runs: list[str] = (), generated: list[str] = (), real: str = "star-fields",
                   data_dir: str | None = None, n: int = 500, scorer: str | None = None, features: str | None = None,
-                  seed: int = 0, batch_size: int = 16, trust_pickle: bool = False) -> tuple[dict, list[Summary]]:
+                  seed: int = 0, batch_size: int = 16, trust_pickle: bool = False,
+                  adversarial: int | None = None) -> tuple[dict, list[Summary]]:
     """The report (REPORT_KEYS) and the summaries (real first) of every set against the real images; every input
-    is checked before any image is made. trust_pickle: read a scorer run of an older version, saved as a pickle."""
+    is checked before any image is made. trust_pickle: read a scorer run of an older version, saved as a pickle.
+    adversarial: that many attack fields scored beside the real ones (star fields and a scorer only)."""
+    if adversarial is not None and (adversarial < MIN_IMAGES or not scorer or real not in STAR_FIELD_DATASETS):
+        raise DataError(f"--adversarial needs at least {MIN_IMAGES} fields, a --scorer run and star fields as --real "
+                        f"(star-fields or cil), got {adversarial} fields, scorer {scorer}, real {real}. "
+                        "Use e.g. --adversarial 100 --scorer RUN")
     if not runs and not generated:
         raise DataError("nothing to score. Pass --run RUN (a generative run) or --generated DIR (PNGs), or several")
     if n < MIN_IMAGES or batch_size < 1:
@@ -303,13 +330,20 @@ def evaluate_sets(runs: list[str] = (), generated: list[str] = (), real: str = "
         summaries.append(summary)
     real_collapse = collapse_of(reference)
     sets = [compare(reference, real_collapse, summary, seed) for summary in summaries]
+    attack = None
+    if adversarial is not None:
+        attacked = summarise(adversarial_set(real_set(real, data_dir, adversarial, seed, size, crop, batch_size),
+                                             adversarial, seed), scoring_model, extractor, star_fields)
+        summaries.append(attacked)
+        attack = compare(reference, real_collapse, attacked, seed)
+        attack["gap"] = float(reference.scores.mean() - attacked.scores.mean())
     names, ranked_by = ranking(sets)
     report = {
         "real": {"dataset": real, "data_dir": data_dir, "n": reference.n, "image_shape": list(reference.image_shape),
                  "scorer": spread(reference.scores), "collapse": real_collapse,
                  "source_count": spread(reference.stars)},
         "sets": sets, "ranking": names, "ranked_by": ranked_by, "scorer_run": scorer, "features_run": features,
-        "seed": seed,
+        "seed": seed, "adversarial": attack,
     }
     return report, [reference, *summaries]
 
@@ -350,6 +384,14 @@ def format_table(report: dict) -> str:
                      number(s["precision"], 2), number(s["recall"], 2), f"{collapse['black_fraction']:.0%}",
                      f"{ratio:.2f}" + (" collapsed" if collapse["collapsed"] else ""),
                      "-" if s["source_count"] is None else f"{s['source_count']['mean']:.1f}"))
+    attack = report.get("adversarial")
+    if attack is not None:
+        score = attack["scorer"]
+        rows.append((f"adversarial (gap {attack['gap']:.2f})", str(attack["n"]),
+                     f"{score['mean']:.2f} ({score['min']:.2f}-{score['max']:.2f})",
+                     number(attack["histogram_w1"], 4), number(attack["power_spectrum_distance"], 2),
+                     number(attack["fid_domain"], 2), "-", "-", "-", "-", "-",
+                     f"{attack['source_count']['mean']:.1f}"))
     return text_table(rows[0], rows[1:])
 
 
@@ -366,17 +408,19 @@ def report_figure(report: dict, summaries: list[Summary]):
     real, *generated = summaries
     by_name = {s["name"]: s for s in report["sets"]}
     ordered = [next(g for g in generated if g.name == name) for name in report["ranking"]]
-    colours = {summary.name: f"C{k}" for k, summary in enumerate(generated)} | {"real": "black"}
+    colours = {summary.name: f"C{k}" for k, summary in enumerate(generated)} | {"real": "black", "adversarial": "red"}
     figure, axes = plt.subplots(2, 2, figsize=(11, 8))
     bars, histograms, spectra, extra = axes.ravel()
     names = [s.name for s in ordered]
     if report["real"]["scorer"] is not None:
+        shown = [*names, "real"] + (["adversarial"] if report.get("adversarial") else [])
         entries = [*(by_name[name]["scorer"] for name in names), report["real"]["scorer"]]
+        entries += [report["adversarial"]["scorer"]] if report.get("adversarial") else []
         means = np.array([e["mean"] for e in entries])
         errors = np.array([[e["mean"] - e["min"] for e in entries], [e["max"] - e["mean"] for e in entries]])
-        bars.bar(range(len(entries)), means, yerr=errors, capsize=4,
-                 color=[colours[name] for name in [*names, "real"]], alpha=0.8)
-        bars.set_xticks(range(len(entries)), [*names, "real"])
+        bars.bar(range(len(entries)), means, yerr=errors, capsize=4, color=[colours[name] for name in shown],
+                 alpha=0.8)
+        bars.set_xticks(range(len(entries)), shown)
         bars.set(ylabel="score (mean, min-max)", title=f"scorer {Path(report['scorer_run']).name}")
     else:
         bars.bar(range(len(names)), [by_name[name]["histogram_w1"] for name in names],

@@ -11,9 +11,10 @@ import pytest
 
 from evaluation.paper import MODELS, SEED_TRAINING, PaperConfig, make_paper, orderings
 
-TOY = PaperConfig(n=4, fields=12, scored_fields=40, cnn_epochs=1, layered_epochs=1, layered_coordinate_epochs=3,
-                  stylegan_fields=4, stylegan_image_size=16, stylegan_images_per_stage=8, stylegan_batch_size=4,
-                  stylegan_steps_per_epoch=2, stylegan_epochs=2, stylegan_validation_fraction=0.25)
+TOY = PaperConfig(n=4, fields=12, scored_fields=20, cnn_epochs=1, layered_epochs=1, layered_coordinate_epochs=1,
+                  stylegan_fields=4, stylegan_image_size=16, stylegan_start_size=16, stylegan_images_per_stage=8,
+                  stylegan_batch_size=4, stylegan_steps_per_epoch=1, stylegan_epochs=1,
+                  stylegan_validation_fraction=0.25, adversarial=4)
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -129,3 +129,32 @@ def test_bad_input_stops_before_writing(runs, tmp_path):
     assert result.stderr.splitlines() == [f"error: --scorer run '{runs['naive']}' is a naive, which does not score "
                                           "images. Pass a run of cnn-scorer/rf-scorer"]
     assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
+
+
+def test_adversarial_fields_are_scored_beside_the_real_ones_with_their_gap(runs, tmp_path, capsys):
+    out = tmp_path / "attack"
+    evaluate.main(["score", "--run", runs["naive"], "--n", "4", "--scorer", runs["rf"], "--adversarial", "4",
+                   "--out", str(out)])
+    report = json.loads((out / "score.json").read_text())
+    attack = report["adversarial"]
+    assert tuple(attack) == (*SET_KEYS, "gap") and attack["n"] == 4 and report["ranking"] == ["naive"]
+    assert attack["histogram_w1"] == 0.0         # built from the same four real fields: their histogram exactly
+    assert attack["gap"] == pytest.approx(report["real"]["scorer"]["mean"] - attack["scorer"]["mean"])
+    assert any(line.startswith(f"adversarial (gap {attack['gap']:.2f})") for line in capsys.readouterr().out.splitlines())
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_adversarial_counts_that_are_not_positive_stop_with_one_line(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        evaluate.main(["score", "--generated", str(tmp_path), "--adversarial", value, "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and len(error.splitlines()) == 1
+    assert error.startswith(f"error: argument --adversarial: expected a positive whole number, got '{value}'.")
+    assert not (tmp_path / "out").exists()
+
+
+def test_adversarial_fields_need_a_scorer_and_star_fields(tmp_path):
+    with pytest.raises(DataError, match="--adversarial needs at least 4 fields, a --scorer run and star fields as "
+                                        "--real .star-fields or cil., got 8 fields, scorer None, real star-fields"):
+        evaluate.main(["score", "--generated", str(tmp_path), "--adversarial", "8", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

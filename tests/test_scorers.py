@@ -24,9 +24,9 @@ def cil_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def forest_run(tmp_path_factory):
-    """rf-scorer trained by train.py's path on 160 built-in scored fields, 40 held out."""
+    """rf-scorer trained by train.py's path on 96 built-in scored fields, 24 held out."""
     run_dir = tmp_path_factory.mktemp("runs") / "rf"
-    _, final = train(TrainConfig(model="rf-scorer", dataset="star-fields", limit=160, validation_fraction=0.25,
+    _, final = train(TrainConfig(model="rf-scorer", dataset="star-fields", limit=96, validation_fraction=0.25,
                                  options={"trees": 100}), run_dir=run_dir, verbose=0)
     return run_dir, final
 
@@ -56,7 +56,7 @@ def test_random_forest_beats_predicting_the_mean_on_the_built_in_scored_set(fore
     assert final["val_mae"] < 0.75 * final["val_mae_of_mean"]
     with open(run_dir / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert rows[0]["part"] == "forest" and rows[0]["images"] == "120"
+    assert rows[0]["part"] == "forest" and rows[0]["images"] == "72"
     assert float(rows[0]["val_mae"]) == pytest.approx(final["val_mae"])
     assert (run_dir / "samples" / "validation.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in (run_dir / "model").iterdir()) == ["forest.skops", "parts.json"]
@@ -125,3 +125,25 @@ def test_cnn_scorer_trains_scores_encodes_and_saves(tmp_path):
     for shift, clamped in ((100.0, SCORE_RANGE[1]), (-100.0, SCORE_RANGE[0])):
         bias.assign(trained_bias + shift)
         assert loaded.score(fields).tolist() == [clamped] * 4
+
+
+def test_runs_saved_before_feature_sets_keep_their_features_and_new_ones_see_shapes():
+    from zoo.scorers import SHAPE_FEATURES, CNNScorer, ForestScorer
+
+    fields = StarFields(2, seed=3).read(0, 2)[0].astype(np.float32) / 255
+    old = ForestScorer(bins=8, bands=4, trees=3, min_samples_leaf=1, max_features=0.5, seed=0)   # an old parts.json
+    assert old.options["features"] == "histogram-spectrum" and old.inputs(fields).shape == (2, 12)
+    assert zoo.create("rf-scorer", bins=8, bands=4).inputs(fields).shape == (2, 12 + SHAPE_FEATURES)
+    assert CNNScorer(input_size=32, channels=1, widths=(4, 8), feature_dim=8, learning_rate=1e-3
+                     ).options["features"] == "image"
+    with pytest.raises(ModelError, match="rf-scorer has no feature set 'colour'"):
+        zoo.create("rf-scorer", features="colour")
+
+
+@pytest.mark.slow
+def test_forest_scores_hard_discs_on_a_flat_sky_below_real_fields(forest_run):
+    scorer = zoo.load(forest_run[0])
+    real = StarFields(4, seed=6).read(0, 4)[0].astype(np.float32) / 255
+    rng = np.random.default_rng(1)
+    discs = np.stack([render_field(rng, Distortion(hard=2.0, flat=2.0))[0] for _ in range(4)])[..., None] / 255
+    assert scorer.score(real).min() > scorer.score(discs.astype(np.float32)).max()

@@ -1,6 +1,7 @@
 """The built-in star fields: what the seed describes (dark textured sky, 5-25 round or diamond stars of 10-20 px,
 a non-uniform position density), deterministic per seed, and the CIL layout writer with its similarity score."""
 import csv
+import json
 import math
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import cli
 import datasets
 import zoo
 from core.errors import DataError
+from core.stars import PROFILE_RADII, find_stars, star_shapes
 from datasets.star_fields import (
     Distortion,
     ScoredStarFields,
@@ -104,7 +106,8 @@ def test_similarity_score_is_8_for_real_fields_and_falls_with_distortion():
 
 def test_write_cil_writes_the_whole_layout_deterministically(tmp_path):
     folder = write_cil(tmp_path / "cil", n=4, n_scored=3, n_query=2, seed=1)
-    assert sorted(p.name for p in folder.iterdir()) == ["labeled", "labeled.csv", "query", "scored", "scored.csv"]
+    assert sorted(p.name for p in folder.iterdir()) == ["labeled", "labeled.csv", "query", "rendering.json",
+                                                      "scored", "scored.csv"]
     with open(folder / "labeled.csv") as handle:
         labeled = list(csv.DictReader(handle))
     with open(folder / "scored.csv") as handle:
@@ -156,3 +159,51 @@ def test_tiled_training_cuts_fields_into_tiles_and_stitches_generated_ones(tmp_p
     stitched = cv2.imread(str(run_dir / "samples" / "stitched.png"), cv2.IMREAD_UNCHANGED)
     assert stitched.shape == (62, 62)                           # 16 generated tiles: 1000 px at the scale 16/256
     assert zoo.load(run_dir).generate(1).shape == (1, 16, 16, 1)
+
+
+def test_scored_set_versions_version_1_is_the_old_mix_and_version_2_adds_what_fakes_get_wrong(tmp_path):
+    from datasets.cil import CILSource
+    from datasets.star_fields import DISTORTIONS, FAKE_LOOKS, SCORED_VERSION, _rng, random_distortion
+
+    drawn = {version: [random_distortion(_rng(0, "scored", i), False, version) for i in range(200)]
+             for version in (1, 2)}
+    assert not any(getattr(d, name) for d in drawn[1] for name in FAKE_LOOKS)
+    assert all(any(getattr(d, name) for d in drawn[2]) for name in DISTORTIONS + FAKE_LOOKS)
+    old = ScoredStarFields(3, seed=0, version=1)
+    np.testing.assert_array_equal(old.scores, [d.score for d in drawn[1][:3]])
+    assert ScoredStarFields(3).version == SCORED_VERSION == 2
+    layout = write_cil(tmp_path / "v1", n=2, n_scored=3, n_query=0, scored_version=1)
+    assert json.loads((layout / "rendering.json").read_text()) == {"seed": 0, "scored_version": 1}
+    np.testing.assert_array_equal(CILSource(layout, "scored").read(0, 3)[0], old.read(0, 3)[0])
+    with pytest.raises(DataError, match="there is no scored-set version 3. Use one of \\[1, 2\\]"):
+        ScoredStarFields(2, version=3)
+
+
+def test_fake_looks_change_what_they_name():
+    rng = lambda: np.random.default_rng(4)      # noqa: E731 - the same stars and sky for every look
+    real, _ = render_field(rng())
+    flat, _ = render_field(rng(), Distortion(flat=2.0))
+    fog, _ = render_field(rng(), Distortion(fog=2.0))
+    blocky, _ = render_field(rng(), Distortion(blocky=1.0))
+    big, stars = render_field(rng(), Distortion(size=2.0))
+    sky = real < 30
+    assert flat[sky].std() < 0.3 * real[sky].std()                      # no grain left
+    assert np.median(fog) - np.median(real) == pytest.approx(24, abs=1)  # a pedestal of 12·s grey levels
+    assert np.array_equal(blocky[::4, ::4].repeat(4, 0).repeat(4, 1), blocky)     # 4×4 blocks of one value
+    assert stars.diameter.min() >= 10 * 2 ** 1.5 - 1e-9
+    attacked, _ = render_field(rng(), Distortion(attack=2.0))        # every star a flat disc or square
+    assert np.array_equal(np.sort(attacked, axis=None), np.sort(real, axis=None)) and not np.array_equal(attacked, real)
+    beyond = PROFILE_RADII.index(1.5)
+    halos = [np.median(star_shapes(field, find_stars(field))[:, beyond]) for field in (real, attacked)]
+    assert halos[1] < 0.5 * halos[0]                                 # the real grey levels, but no halo past the rim
+
+
+def test_attack_paints_stars_cut_by_the_field_edge():
+    from datasets.star_fields.adversarial import adversarial_field
+
+    field = np.full((120, 120), 3, np.uint8)
+    cv2.circle(field, (117, 60), 7, 200, -1)                         # a large star whose square reaches past the edge
+    field = cv2.GaussianBlur(field, (0, 0), 2)
+    attacked = adversarial_field(field, np.random.default_rng(0))
+    assert np.array_equal(np.sort(attacked, axis=None), np.sort(field, axis=None))
+    assert not np.array_equal(attacked, field)

@@ -156,3 +156,17 @@ def test_no_stars_error_says_what_was_searched_and_what_to_do():
     assert isinstance(error, DataError)
     assert str(error) == ("no stars found in the 12 fields of 'cil' (threshold 32.0 grey levels). "
                           "Check the data or lower --option threshold=...")
+
+
+def test_star_shapes_tell_hard_edged_and_square_stars_from_soft_round_ones():
+    from core.stars import PROFILE_RADII, star_shapes
+    from datasets.star_fields import Distortion, render_field
+
+    shapes = {}
+    for name, distortion in (("real", Distortion()), ("hard", Distortion(hard=2.0)), ("boxy", Distortion(boxy=2.0))):
+        field, _ = render_field(np.random.default_rng(1), distortion)
+        shapes[name] = np.median(star_shapes(field, find_stars(field)), axis=0)
+    beyond = PROFILE_RADII.index(1.25)
+    assert shapes["hard"][beyond] < 0.5 * shapes["real"][beyond]         # nothing left past the rim of a hard disc
+    assert shapes["hard"][-2] > 1.5 * shapes["real"][-2]                 # a steeper edge
+    assert shapes["boxy"][-1] > 0.9 > shapes["real"][-1]                 # squares fill their box

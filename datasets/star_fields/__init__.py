@@ -11,7 +11,8 @@ MIN_SEPARATION apart, so the 30×30 patch around a star holds that star alone.
 It also writes the full CIL layout (`python -m datasets.star_fields --write DIR --n 100`), so scorers
 can be trained and checked without the course data: `labeled/` real fields (Actual 1) and fakes
 (Actual 0), `scored/` fields with a similarity score 0-8, `query/` fields without one. Fakes and scored
-fields are real fields with distortions of normalised severity s_k >= 0 (0 = real):
+fields are real fields with distortions of normalised severity s_k >= 0 (0 = real). The mild ones of
+real data:
 
     background    sky level and grain × 2^s             (distorted background)
     count         4·s stars below 5 or above 25         (wrong star count)
@@ -19,14 +20,28 @@ fields are real fields with distortions of normalised severity s_k >= 0 (0 = rea
     boxy          a share min(1, s/2) of square stars   (boxy stars)
     noise         Gaussian noise of σ = 8·s grey levels (noise)
 
-and the score is 8·exp(-|s|), |s| the Euclidean norm of the severities: 8 for a real field, 2.9 for a
-doubled background, 1.9 for two such distortions. Image i of a set depends only on (seed, set, i).
+and, from scored-set version 2 on, what generators get wrong (FAKE_LOOKS):
+
+    flat          sky texture × (1 - a), a = min(1, s/2), towards a flat level (0 to the sky's own)
+    hard          star cores with edges 1 + 3·s times steeper, halo × (1 - a): hard-edged discs and squares
+    blocky        the field shrunk by 2^(1+s) and enlarged by repeating pixels (blocky upsampling)
+    smooth        the whole field blurred with σ = 1.5·s px (over-smoothing)
+    fog           a grey pedestal of 12·s grey levels
+    size          star diameters × 2^(±0.75·s) (smaller with `fewer`)
+    seams         4×4 tiles whose sky differs by a factor 2^N(0, 0.35·s) (tiles stitched with seams)
+    attack        a share min(1, s/2) of the stars painted as flat discs or squares, then the field's own histogram
+                  and power spectrum put back (adversarial.py: the attack on histogram-and-spectrum judges)
+
+The score is 8·exp(-|s|), |s| the Euclidean norm of the severities: 8 for a real field, 2.9 for a
+doubled background, 1.9 for two such distortions. Image i of a set depends only on (seed, set, i) and,
+for the scored set, its version (SCORED_VERSIONS; version 1 is the set before FAKE_LOOKS, field for field).
 One field takes about 25 ms to render (vectorised numpy and OpenCV).
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -42,6 +57,7 @@ from core.files import write_atomic
 from core.stars import StarTable
 from core.worlds import FIELD_SIZE
 from datasets.source import Source
+from datasets.star_fields.adversarial import adversarial_field
 
 DEFAULT_N = 1000                     # fields in the `star-fields` dataset
 STAR_COUNT_RANGE = (5, 25)           # stars per real field: 5 + Binomial(20, COUNT_P), mean 12
@@ -66,13 +82,17 @@ SPECK_PEAK_RANGE = (8.0, 30.0)
 
 SETS = ("fields", "labeled", "scored", "query")     # random streams: image i of set s uses rng([seed, s, i])
 DISTORTIONS = ("background", "count", "blur", "boxy", "noise")
+FAKE_LOOKS = ("flat", "hard", "blocky", "smooth", "fog", "size", "seams", "attack")
+SCORED_VERSIONS = {1: DISTORTIONS, 2: DISTORTIONS + FAKE_LOOKS}    # what each version of the scored set draws from
+SCORED_VERSION = 2                   # the version the built-in scored set and --write use
+SEAM_TILES = 4                       # tiles per side of a `seams` field
 
 
 @dataclass(frozen=True)
 class Distortion:
     """How far a field departs from the real ones: a normalised severity per distortion, all 0 when real.
 
-    `fewer` sends a `count` distortion below 5 stars instead of above 25.
+    `fewer` sends a `count` distortion below 5 stars instead of above 25, and a `size` one to smaller stars.
     """
 
     background: float = 0.0
@@ -80,12 +100,20 @@ class Distortion:
     blur: float = 0.0
     boxy: float = 0.0
     noise: float = 0.0
+    flat: float = 0.0
+    hard: float = 0.0
+    blocky: float = 0.0
+    smooth: float = 0.0
+    fog: float = 0.0
+    size: float = 0.0
+    seams: float = 0.0
+    attack: float = 0.0
     fewer: bool = False
 
     @property
     def score(self) -> float:
         """Similarity to the real fields, 8·exp(-|s|): 8 when real, towards 0 as distortions grow."""
-        return float(8.0 * math.exp(-math.hypot(*(getattr(self, name) for name in DISTORTIONS))))
+        return float(8.0 * math.exp(-math.hypot(*(getattr(self, name) for name in DISTORTIONS + FAKE_LOOKS))))
 
 
 @dataclass(frozen=True)
@@ -130,11 +158,14 @@ def _star_positions(count: int, rng: np.random.Generator) -> tuple[np.ndarray, n
     return centres[:, 0], centres[:, 1]
 
 
-def draw_stars(canvas: np.ndarray, stars: Stars) -> None:
+def draw_stars(canvas: np.ndarray, stars: Stars, hardness: float = 0.0) -> None:
     """Adds each star to `canvas` (float32, in place): a soft-edged core that falls to a tenth of its peak
     at the rim (flat-topped once clipped, like a saturated detector) and a Gaussian halo that fades within
-    the star's 30 px patch. Round stars use the Euclidean radius, diamonds |dx|+|dy|, squares max(|dx|, |dy|)."""
-    offsets = np.arange(-STAMP_RADIUS, STAMP_RADIUS + 1, dtype=np.float32)
+    the star's 30 px patch. Round stars use the Euclidean radius, diamonds |dx|+|dy|, squares max(|dx|, |dy|).
+    `hardness` (the `hard` severity) steepens the rim 1 + 3·hardness times and fades the halo: hard-edged shapes."""
+    reach = max(STAMP_RADIUS, int(np.ceil(0.75 * stars.diameter.max(initial=0))))     # room for enlarged stars
+    padded = np.zeros((canvas.shape[0] + 2 * reach, canvas.shape[1] + 2 * reach), np.float32)
+    offsets = np.arange(-reach, reach + 1, dtype=np.float32)
     left, top = np.floor(stars.x).astype(int), np.floor(stars.y).astype(int)
     dx = offsets[None, None, :] + (left - stars.x).astype(np.float32)[:, None, None]
     dy = offsets[None, :, None] + (top - stars.y).astype(np.float32)[:, None, None]
@@ -143,11 +174,14 @@ def draw_stars(canvas: np.ndarray, stars: Stars) -> None:
     radius = np.where(shape == 0, euclidean,
                       np.where(shape == 1, np.abs(dx) + np.abs(dy), np.maximum(np.abs(dx), np.abs(dy))))
     rim = (stars.diameter / 2).astype(np.float32)[:, None, None]
-    core = np.exp(np.float32(-math.log(10)) * (radius / rim) ** 4)
+    core = np.exp(np.float32(-math.log(10)) * (radius / rim) ** np.float32(4 * (1 + 3 * hardness)))
     halo = stars.halo.astype(np.float32)[:, None, None] * np.exp(-0.5 * (euclidean / (0.45 * rim + 1.5)) ** 2)
+    if hardness > 0:
+        halo *= np.float32(max(0.0, 1 - hardness / 2))
     stamps = stars.peak.astype(np.float32)[:, None, None] * (core + halo)
-    for stamp, x0, y0 in zip(stamps, left - STAMP_RADIUS, top - STAMP_RADIUS):
-        canvas[y0:y0 + stamp.shape[0], x0:x0 + stamp.shape[1]] += stamp
+    for stamp, x0, y0 in zip(stamps, left, top):
+        padded[y0:y0 + stamp.shape[0], x0:x0 + stamp.shape[1]] += stamp
+    canvas += padded[reach:reach + canvas.shape[0], reach:reach + canvas.shape[1]]
 
 
 def _random_stars(distortion: Distortion, rng: np.random.Generator) -> Stars:
@@ -155,7 +189,8 @@ def _random_stars(distortion: Distortion, rng: np.random.Generator) -> Stars:
     count = len(x)
     shape = (rng.random(count) < DIAMOND_SHARE).astype(np.int64)
     shape[rng.random(count) < min(1.0, distortion.boxy / 2)] = 2
-    return Stars(x=x, y=y, diameter=rng.uniform(*DIAMETER_RANGE, count),
+    scale = 2.0 ** ((-0.75 if distortion.fewer else 0.75) * distortion.size)
+    return Stars(x=x, y=y, diameter=scale * rng.uniform(*DIAMETER_RANGE, count),
                  peak=np.exp(rng.uniform(*np.log(PEAK_RANGE), count)), halo=rng.uniform(*HALO_RANGE, count),
                  shape=shape)
 
@@ -166,9 +201,11 @@ def _smooth_noise(cells: int, rng: np.random.Generator) -> np.ndarray:
                       interpolation=cv2.INTER_CUBIC)
 
 
-def _background(gain: float, rng: np.random.Generator) -> np.ndarray:
+def _background(distortion: Distortion, rng: np.random.Generator) -> np.ndarray:
     """The dark sky: a smoothly varying level times exponential grain mottled on a 4 px scale, plus faint
-    specks (distant sources a pixel or two wide). Mostly below 30, never flat."""
+    specks (distant sources a pixel or two wide). Mostly below 30, never flat unless `distortion.flat`;
+    `seams` and `fog` change it after it is drawn."""
+    gain = 2.0 ** distortion.background
     level = np.float32(gain * rng.uniform(*SKY_RANGE)) * np.clip(1 + SKY_VARIATION * _smooth_noise(5, rng), 0.2, None)
     mottle = np.clip(1 + MOTTLE * _smooth_noise(FIELD_SIZE // 4, rng), 0, None)
     sky = level * mottle * rng.standard_exponential((FIELD_SIZE, FIELD_SIZE), dtype=np.float32)
@@ -176,7 +213,23 @@ def _background(gain: float, rng: np.random.Generator) -> np.ndarray:
     count = int(rng.integers(*SPECK_COUNT_RANGE))
     rows, columns = rng.integers(0, FIELD_SIZE, (2, count))
     specks[rows, columns] = rng.uniform(*SPECK_PEAK_RANGE, count).astype(np.float32) * 2 * math.pi * 0.8 ** 2
-    return sky + gain * cv2.GaussianBlur(specks, (0, 0), 0.8)
+    sky += gain * cv2.GaussianBlur(specks, (0, 0), 0.8)
+    if distortion.flat > 0:
+        texture = np.float32(1 - min(1.0, distortion.flat / 2))
+        sky = texture * sky + (1 - texture) * np.float32(rng.uniform()) * level
+    if distortion.seams > 0:
+        factors = 2.0 ** rng.normal(0, 0.35 * distortion.seams, (SEAM_TILES, SEAM_TILES))
+        sky *= cv2.resize(factors.astype(np.float32), (FIELD_SIZE, FIELD_SIZE), interpolation=cv2.INTER_NEAREST)
+    if distortion.fog > 0:
+        sky += np.float32(12 * distortion.fog)
+    return sky
+
+
+def _blocky(field: np.ndarray, severity: float) -> np.ndarray:
+    """`field` shrunk by a factor 2^(1+severity) (area average) and enlarged back by repeating pixels."""
+    small = max(1, round(FIELD_SIZE / 2 ** (1 + severity)))
+    shrunk = cv2.resize(field, (small, small), interpolation=cv2.INTER_AREA)
+    return cv2.resize(shrunk, field.shape[::-1], interpolation=cv2.INTER_NEAREST)
 
 
 def render_field(rng: np.random.Generator, distortion: Distortion = Distortion()) -> tuple[np.ndarray, Stars]:
@@ -184,29 +237,43 @@ def render_field(rng: np.random.Generator, distortion: Distortion = Distortion()
     and the stars drawn on it."""
     stars = _random_stars(distortion, rng)
     light = np.zeros((FIELD_SIZE, FIELD_SIZE), np.float32)
-    draw_stars(light, stars)
+    draw_stars(light, stars, distortion.hard)
     if distortion.blur > 0:
         light = cv2.GaussianBlur(light, (0, 0), 2 * distortion.blur)
-    light += _background(2.0 ** distortion.background, rng)
+    light += _background(distortion, rng)
     if distortion.noise > 0:
         light += np.float32(8 * distortion.noise) * rng.standard_normal(light.shape, dtype=np.float32)
-    return np.clip(np.rint(light), 0, 255).astype(np.uint8), stars
+    if distortion.smooth > 0:
+        light = cv2.GaussianBlur(light, (0, 0), 1.5 * distortion.smooth)
+    if distortion.blocky > 0:
+        light = _blocky(light, distortion.blocky)
+    field = np.clip(np.rint(light), 0, 255).astype(np.uint8)
+    if distortion.attack > 0:
+        field = adversarial_field(field, rng, min(1.0, distortion.attack / 2))
+    return field, stars
 
 
 def _rng(seed: int, subset: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SETS.index(subset), index])
 
 
-def random_distortion(rng: np.random.Generator, fake: bool) -> Distortion:
-    """A scored field: 0-3 distortions of severity 0.1-2 (10% stay real); a labeled fake: 1-2 of severity 1-3."""
+def random_distortion(rng: np.random.Generator, fake: bool, version: int = SCORED_VERSION) -> Distortion:
+    """A scored field: 0-3 distortions of severity 0.1-2 among those of scored-set `version` (version 1: 10% stay
+    real; version 2: 25%, so a scorer learns the top of the scale); a labeled fake: 1-2 of the mild DISTORTIONS
+    of severity 1-3."""
+    if version not in SCORED_VERSIONS:
+        raise DataError(f"there is no scored-set version {version}. Use one of {sorted(SCORED_VERSIONS)}")
     if fake:
         count, low, high = int(rng.integers(1, 3)), 1.0, 3.0
-    else:
+    elif version == 1:
         count, low, high = int(rng.choice(4, p=(0.1, 0.4, 0.3, 0.2))), 0.1, 2.0
-    chosen = rng.choice(len(DISTORTIONS), count, replace=False)
-    severities = dict.fromkeys(DISTORTIONS, 0.0)
+    else:
+        count, low, high = int(rng.choice(4, p=(0.25, 0.3, 0.3, 0.15))), 0.1, 2.0
+    names = DISTORTIONS if fake else SCORED_VERSIONS[version]
+    chosen = rng.choice(len(names), count, replace=False)
+    severities = dict.fromkeys(names, 0.0)
     for k in chosen:
-        severities[DISTORTIONS[k]] = float(rng.uniform(low, high))
+        severities[names[k]] = float(rng.uniform(low, high))
     # the count severity is what the realised star count says, so the score matches the image
     fewer = bool(rng.random() < 0.5)
     if severities["count"]:
@@ -249,16 +316,19 @@ class StarFields(Source):
 
 
 class ScoredStarFields(StarFields):
-    """`n` scored fields, field for field the `scored/` set that `write_cil(seed=seed)` writes: real fields with
-    random distortions, their score 0-8 in `scores` and `metadata(...)["score"]`; unlabeled."""
+    """`n` scored fields, field for field the `scored/` set that `write_cil(seed=seed, scored_version=version)`
+    writes: real fields with random distortions, their score 0-8 in `scores` and `metadata(...)["score"]`;
+    unlabeled. `version` picks the distortions (SCORED_VERSIONS), so a scorer trained on an older set can be
+    checked on the set it learned."""
 
-    def __init__(self, n: int = DEFAULT_N, seed: int = 0):
+    def __init__(self, n: int = DEFAULT_N, seed: int = 0, version: int = SCORED_VERSION):
         super().__init__(n, seed)
-        self.scores = np.array([random_distortion(_rng(seed, "scored", i), fake=False).score for i in range(n)])
+        self.version = version
+        self.scores = np.array([random_distortion(_rng(seed, "scored", i), False, version).score for i in range(n)])
 
     def field(self, index: int) -> tuple[np.ndarray, Stars]:
         rng = _rng(self.seed, "scored", index)
-        return render_field(rng, random_distortion(rng, fake=False))
+        return render_field(rng, random_distortion(rng, False, self.version))
 
     def metadata(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         return {"score": self.scores[np.asarray(indices)]}
@@ -289,13 +359,14 @@ def _csv_text(ids: np.ndarray, values: Sequence[float]) -> str:
 
 
 def write_cil(folder: str | os.PathLike, n: int = 100, n_scored: int | None = None, n_query: int | None = None,
-              seed: int = 0, progress: bool = False) -> Path:
+              seed: int = 0, progress: bool = False, scored_version: int = SCORED_VERSION) -> Path:
     """Writes a CIL cosmology layout to `folder` (which must not exist or be empty) and returns it.
 
     labeled/ holds `n` fields, about half real (Actual 1.0), the rest fakes (Actual 0.0); scored/ holds
-    `n_scored` (default n) fields with their score (`Distortion.score`); query/ holds `n_query` (default
-    n // 2) fields of the scored mix without scores. Everything is written to a temporary folder first and
-    renamed, so an interrupted run leaves nothing behind.
+    `n_scored` (default n) fields with their score (`Distortion.score`) from the distortions of
+    `scored_version`; query/ holds `n_query` (default n // 2) fields of that scored mix without scores;
+    rendering.json records the seed and the scored-set version. Everything is written to a temporary folder
+    first and renamed, so an interrupted run leaves nothing behind.
     """
     from tqdm import tqdm
 
@@ -307,6 +378,8 @@ def write_cil(folder: str | os.PathLike, n: int = 100, n_scored: int | None = No
                         f"scored={n_scored}, query={n_query}. Pass e.g. --n 100")
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise DataError(f"{folder} already exists and is not an empty folder. Choose a new folder for --write")
+    if scored_version not in SCORED_VERSIONS:
+        raise DataError(f"there is no scored-set version {scored_version}. Use one of {sorted(SCORED_VERSIONS)}")
 
     def write(temporary: str) -> None:
         staging = Path(temporary)
@@ -323,7 +396,8 @@ def write_cil(folder: str | os.PathLike, n: int = 100, n_scored: int | None = No
 
             def write_field(index: int) -> float:
                 rng = _rng(seed, subset, index)
-                distortion = Distortion() if is_real[index] else random_distortion(rng, fake=subset == "labeled")
+                distortion = Distortion() if is_real[index] else random_distortion(rng, subset == "labeled",
+                                                                                       scored_version)
                 if not cv2.imwrite(str(staging / subset / f"{ids[index]}.png"), render_field(rng, distortion)[0]):
                     raise OSError(f"could not write {folder / subset / f'{ids[index]}.png'}")
                 return distortion.score
@@ -333,6 +407,7 @@ def write_cil(folder: str | os.PathLike, n: int = 100, n_scored: int | None = No
                                            disable=not progress, unit="field"))
         (staging / "labeled.csv").write_text(_csv_text(plan["labeled"][0], real.astype(float)))
         (staging / "scored.csv").write_text(_csv_text(plan["scored"][0], scores["scored"]))
+        (staging / "rendering.json").write_text(json.dumps({"seed": seed, "scored_version": scored_version}) + "\n")
 
     write_atomic(folder, write)
     return folder
