@@ -7,6 +7,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The tests compile many tiny programs, each run a few times: XLA's quickest compile halves the JAX tests' time
+# (here and in the JAX processes they start, which inherit it).
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

@@ -1,7 +1,8 @@
 """DCGAN and WGAN-GP: the sizes they support, the 30×30 star-patch interface the layered model trains through,
 a gradient penalty that stays finite, learning, collapse warnings and a train.py run folder.
 
-Every test here also runs on JAX (tests/test_backends.py); tf.data feeds both backends.
+The WGAN-GP's training and its gradient penalty also run on JAX (tests/test_backends.py); tf.data feeds both
+backends.
 """
 import keras
 import numpy as np
