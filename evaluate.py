@@ -54,6 +54,7 @@ def add_benchmark(commands) -> None:
 
     from evaluation.benchmark import DEVICES, MODES, PRICES, SCALE_MODES
     from search.gallery import KINDS
+    from search.synthetic import GALLERIES
 
     parser = subcommand(commands, "benchmark", run_benchmark)
     parser.add_argument("--models", type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
@@ -68,6 +69,9 @@ def add_benchmark(commands) -> None:
                         help="search: gallery sizes, comma-separated, k/M allowed (100k,1M,10M)")
     parser.add_argument("--kinds", type=names_from(KINDS, "index kind"), default=("auto",),
                         help=f"search: index kinds, some of {','.join(KINDS)} (auto)")
+    parser.add_argument("--gallery", type=names_from(GALLERIES, "gallery"), default=("isotropic",),
+                        help="search: synthetic vectors, some of isotropic (clusters in every dimension) and "
+                             "encoder (a model of the shipped encoder's vectors) (isotropic)")
     parser.add_argument("--embed-images", type=cli.positive_int, default=20_000,
                         help="embed: images embedded both ways (20000)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=64)
@@ -121,7 +125,7 @@ def run_benchmark(args) -> None:
     if scale_modes:
         from evaluation.benchmark.search import run_scale
 
-        result = run_scale(scale_modes, args.sizes, args.kinds, args.embed_images, writable(args.out))
+        result = run_scale(scale_modes, args.sizes, args.kinds, args.embed_images, writable(args.out), args.gallery)
         paths = benchmark.write_scale_report(result, args.out)
         print("\n" + benchmark.scale_table(result))
         print("wrote " + " ".join(str(path) for path in paths))
@@ -322,7 +326,8 @@ def run_index(args) -> None:
     from search.index import build_sharded_index
 
     info = build_sharded_index(args.embeddings, args.out, args.kind, args.exact_limit, args.rerank, args.address)
-    chosen = ", ".join(f"{key} {info[key]}" for key in ("nlist", "nprobe", "pq_bytes", "rerank") if key in info)
+    chosen = ", ".join(f"{key} {info[key]}" for key in ("nlist", "nprobe", "pq", "rerank", "held_out_recall")
+                       if key in info)
     print(f"{info['kind']} index of {info['n']:,} vectors ({chosen or 'exact'}) in {info['build_seconds']:.1f} s, "
           f"{info['bytes_on_disk'] / 2**20:,.1f} MB; wrote {args.out}/")
 

@@ -99,17 +99,27 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
             save_figure(out_dir / "benchmark.png", bar_chart(result))]
 
 
+def chosen(record: dict) -> str:
+    """' (chosen)' after the nprobe an index chose, with the recall it measured on held-out vectors if it did."""
+    if not record["chosen"] or "nprobe" not in record["parameters"]:
+        return ""
+    held_out = record.get("held_out_recall")
+    return f" (chosen{f': {held_out:.3f} held out' if held_out is not None else ''})"
+
+
 def scale_table(result: dict) -> str:
     """The search records (size × index kind) and the embedding comparison as Markdown tables."""
     lines = [f"{result['machine']}; faiss {result['versions']['faiss']}, ray {result['versions']['ray']}", ""]
     searches = [r for r in result["records"] if r["mode"] == "search"]
     if searches:
-        lines += ["| vectors | index | parameters | build s | disk MB | memory MB (+ mapped) | 1 query p50 / p99 ms "
-                  "| 100 queries p50 / p99 ms | recall@10 |", "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {r['n']:,} | {r['kind']} | {', '.join(f'{k} {v}' for k, v in r['parameters'].items()) or '-'}"
-                  f"{' (chosen)' if r['chosen'] and 'nprobe' in r['parameters'] else ''} "
+        lines += ["| gallery | vectors | index | parameters | build s | disk MB | memory MB (+ mapped) "
+                  "| 1 query p50 / p99 ms | 1 query CPU p50 / p99 ms | 100 queries p50 / p99 ms | recall@10 |",
+                  "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['gallery']} | {r['n']:,} | {r['kind']} "
+                  f"| {', '.join(f'{k} {v}' for k, v in r['parameters'].items()) or '-'}{chosen(r)} "
                   f"| {r['build_s']:,.1f} | {r['disk_mb']:,.0f} | {r['memory_mb']:,.0f} (+{r['mapped_mb']:,.0f}) "
                   f"| {r['single']['p50_ms']:.2f} / {r['single']['p99_ms']:.2f} "
+                  f"| {r['single']['cpu_p50_ms']:.2f} / {r['single']['cpu_p99_ms']:.2f} "
                   f"| {r['batch_100']['p50_ms']:.1f} / {r['batch_100']['p99_ms']:.1f} | {r['recall_at_10']:.3f} |"
                   for r in searches]
     for r in (r for r in result["records"] if r["mode"] == "embed"):
