@@ -53,10 +53,9 @@ from search.shards import (
     shards_dimension,
 )
 
-RERANK_FACTOR = 16          # ivf-pq: candidates re-ranked exactly per neighbour asked
-RECALL_TARGET = 0.95        # ivf-pq: the recall@10 its nprobe is chosen to reach on held-out gallery vectors
-HELD_OUT = 500              # gallery vectors that choose nprobe, each searched for its neighbours but itself
-HNSW_CELLS = 16_384         # ivf-pq: from this many cells on, queries find the nearest cells through an HNSW graph
+RERANK_FACTOR = 32          # ivf-pq: candidates re-ranked exactly per neighbour asked (4-bit codes rank coarsely)
+RECALL_TARGET = 0.96        # ivf-pq: recall@10 its nprobe must reach on held-out gallery vectors (0.95 + a margin
+HELD_OUT = 500              # for fresh queries); that many gallery vectors, each searched for its neighbours but itself
 PART_ROWS = 1_000_000       # at most this many vectors per Ray task adding shards (its part is held in memory)
 IVF_FLAT_LIMIT = 2_000_000  # auto: more vectors than this get PQ codes (ivf-flat's lists: 4 bytes a component)
 MAX_CELLS = 65_536
@@ -84,16 +83,14 @@ def index_parameters(n: int, dimension: int, kind: str = "auto", exact_limit: in
                           train_size=min(n, max(64 * nlist, 10_000)))
     if kind == "ivf-pq":
         codes = max(m for m in range(1, max(1, dimension // 2) + 1) if dimension % m == 0)
-        parameters.update(quantizer="hnsw" if parameters["nlist"] >= HNSW_CELLS else "flat", pq=f"{codes}x4fs",
-                          lists="memory", rerank=RERANK_FACTOR if rerank else 0)
+        parameters.update(pq=f"{codes}x4fs", lists="memory", rerank=RERANK_FACTOR if rerank else 0)
         if rerank:      # the exact vectors kept for re-ranking give the held-out neighbours nprobe is chosen by
             parameters["recall_target"] = RECALL_TARGET
     return parameters
 
 
 def factory_string(parameters: dict) -> str:
-    cells = f"IVF{parameters['nlist']}" + ("_HNSW32" if parameters.get("quantizer") == "hnsw" else "")
-    return f"{cells},{'PQ' + parameters['pq'] if parameters['kind'] == 'ivf-pq' else 'Flat'}"
+    return f"IVF{parameters['nlist']},{'PQ' + parameters['pq'] if parameters['kind'] == 'ivf-pq' else 'Flat'}"
 
 
 def train_cells(index: faiss.Index, sample: np.ndarray) -> None:

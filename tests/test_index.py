@@ -88,13 +88,12 @@ def test_parameters_grow_with_the_gallery():
     assert index_parameters(50_000, 64) == {"kind": "flat"}
     assert index_parameters(1_000_000, 64) == {"kind": "ivf-flat", "nlist": 1024, "nprobe": 32, "train_size": 65_536}
     assert index_parameters(10_000_000, 64) == {
-        "kind": "ivf-pq", "nlist": 4096, "nprobe": 256, "train_size": 262_144, "quantizer": "flat", "pq": "32x4fs",
-        "lists": "memory", "rerank": 16, "recall_target": 0.95}
+        "kind": "ivf-pq", "nlist": 4096, "nprobe": 256, "train_size": 262_144, "pq": "32x4fs", "lists": "memory",
+        "rerank": 32, "recall_target": 0.96}
     assert index_parameters(10_000_000, 64, "ivf-flat")["nprobe"] == 64
     assert index_parameters(10_000_000, 12, "ivf-pq", rerank=False) == {
-        "kind": "ivf-pq", "nlist": 4096, "nprobe": 256, "train_size": 262_144, "quantizer": "flat", "pq": "6x4fs",
-        "lists": "memory", "rerank": 0}
-    assert index_parameters(100_000_000, 64, "ivf-pq")["quantizer"] == "hnsw"
+        "kind": "ivf-pq", "nlist": 4096, "nprobe": 256, "train_size": 262_144, "pq": "6x4fs", "lists": "memory",
+        "rerank": 0}
     assert index_parameters(1_000_000, 12, "hnsw")["links"] == 32
 
 
@@ -121,7 +120,7 @@ def test_an_ivf_pq_folder_with_on_disk_lists_still_loads_and_re_ranks(built, emb
     merge_ondisk(index, [str(tmp_path / "part.index")], str(idx / "lists.ivfdata"))
     faiss.write_index(index, str(idx / "index.faiss"))
     info = json.loads((idx / "index.json").read_text())
-    info = {key: value for key, value in info.items() if key not in ("lists", "pq", "quantizer", "recall_target")}
+    info = {key: value for key, value in info.items() if key not in ("lists", "pq", "recall_target")}
     (idx / "index.json").write_text(json.dumps({**info, "nprobe": 16, "pq_bytes": 4, "rerank": 8}))
     loaded = load_index(idx)
     assert isinstance(faiss.downcast_InvertedLists(faiss.extract_index_ivf(loaded.index).invlists),

@@ -92,7 +92,7 @@ def measure_search(n: int, kind: str, work: Path, gallery: str = "isotropic", di
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
         answers = child.submit(query_index, folder, queries, truth, sweep).result()
     shutil.rmtree(folder)
-    parameters = {key: info[key] for key in ("nlist", "quantizer", "pq", "rerank") if key in info}
+    parameters = {key: info[key] for key in ("nlist", "pq", "rerank") if key in info}
     records = []
     for answer in answers:
         nprobe = answer.pop("nprobe")
