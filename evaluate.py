@@ -307,8 +307,8 @@ def add_index(commands) -> None:
     parser.add_argument("--embeddings", required=True, metavar="EMB", help="folder written by evaluate.py embed")
     parser.add_argument("--out", required=True, metavar="IDX", help="new folder for the index")
     parser.add_argument("--kind", choices=KINDS, default="auto",
-                        help="auto (exact up to --exact-limit vectors, else ivf-flat), flat, ivf-flat, ivf-pq "
-                             "(compressed codes, re-ranked exactly) or hnsw (in memory)")
+                        help="auto (exact up to --exact-limit vectors, ivf-flat up to 2M, else ivf-pq), flat, "
+                             "ivf-flat, ivf-pq (4-bit fast-scan codes, re-ranked exactly) or hnsw (in memory)")
     parser.add_argument("--exact-limit", type=cli.positive_int, default=EXACT_LIMIT,
                         help=f"with --kind auto: the largest gallery searched exactly ({EXACT_LIMIT})")
     parser.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=True,
@@ -318,11 +318,13 @@ def add_index(commands) -> None:
 
 
 def run_index(args) -> None:
-    """Build a FAISS index folder over embed's shards: exact, or IVF lists on disk.
+    """Build a FAISS index folder over embed's shards: exact, or IVF.
 
     Exact below --exact-limit vectors; above it an IVF index trained on a sample, each group of shards added by a
-    Ray task and the inverted lists merged into one file on disk, memory-mapped by queries, so the gallery may be
-    larger than memory. Query it with 'evaluate.py neighbours --index IDX'."""
+    Ray task and the parts merged: ivf-flat's lists into one file on disk, memory-mapped by queries; ivf-pq's
+    4-bit fast-scan codes in memory, re-ranked exactly from a memory-mapped copy of the vectors, with the nprobe
+    that reaches its recall target on held-out gallery vectors. Query it with 'evaluate.py neighbours --index
+    IDX'."""
     from search.index import build_sharded_index
 
     info = build_sharded_index(args.embeddings, args.out, args.kind, args.exact_limit, args.rerank, args.address)

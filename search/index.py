@@ -349,7 +349,7 @@ def choose_nprobe(index: ShardedIndex, target: float, held_out: int = HELD_OUT, 
         middle = (low + high) // 2
         measured[middle] = recall(steps[middle])
         low, high = (low, middle) if measured[middle] >= target else (middle, high)
-    return {"nprobe": steps[high], "held_out_recall": measured.get(high) or recall(steps[high]),
+    return {"nprobe": steps[high], "held_out_recall": round(measured.get(high) or recall(steps[high]), 4),
             "held_out": len(rows)}
 
 
