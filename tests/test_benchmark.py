@@ -251,3 +251,6 @@ def test_the_search_benchmark_writes_its_table_and_json(tmp_path, capsys):
     with pytest.raises(SystemExit):
         evaluate.build_parser().parse_args(["benchmark", "--modes", "search", "--sizes", "12"])
     assert "expected sizes of at least 1000 such as 100k,1M, got '12'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.build_parser().parse_args(["benchmark", "--modes", "search", "--gallery", "gaia"])
+    assert "unknown gallery 'gaia', use some of isotropic,encoder" in capsys.readouterr().err
