@@ -90,7 +90,10 @@ def index_parameters(n: int, dimension: int, kind: str = "auto", exact_limit: in
 
 
 def factory_string(parameters: dict) -> str:
-    return f"IVF{parameters['nlist']},{'PQ' + parameters['pq'] if parameters['kind'] == 'ivf-pq' else 'Flat'}"
+    """The FAISS index built and merged: ivf-pq's codes as a plain IVFPQ of 4-bit codes (`np`: no polysemous
+    training), turned into fast-scan once merged (FAISS 1.15.1 crashed merging fast-scan parts of 1M vectors)."""
+    codes = "PQ" + parameters["pq"].replace("fs", "np") if parameters["kind"] == "ivf-pq" else "Flat"
+    return f"IVF{parameters['nlist']},{codes}"
 
 
 def train_cells(index: faiss.Index, sample: np.ndarray) -> None:
@@ -98,7 +101,7 @@ def train_cells(index: faiss.Index, sample: np.ndarray) -> None:
     split in proportion to its share of the sample: far fewer distances than one k-means over every cell)."""
     from faiss.contrib.clustering import two_level_clustering
 
-    if isinstance(index, faiss.IndexIVFPQFastScan):
+    if isinstance(index, faiss.IndexIVFPQ):
         centroids, _ = two_level_clustering(sample, int(math.sqrt(index.nlist)), index.nlist)
         index.quantizer.train(centroids)
         index.quantizer.add(centroids)
@@ -156,6 +159,8 @@ def build_ivf(folder: Path, shards: list[Path], manifest: dict, parameters: dict
     if parameters.get("lists") == "memory":
         for part in parts:
             trained.merge_from(faiss.read_index(part), 0)
+        # a fast-scan copy of the codes that owns its coarse quantizer (the conversion only points at trained's)
+        trained = faiss.deserialize_index(faiss.serialize_index(faiss.IndexIVFPQFastScan(trained)))
     else:
         with native_output_held(1):  # FAISS prints the size of the lists file it grows
             merge_ondisk(trained, parts, str(folder / "lists.ivfdata"))

@@ -43,7 +43,8 @@ def exact(vectors, queries):
 
 
 @pytest.mark.parametrize("kind", ["ivf-flat", "ivf-pq"])
-def test_the_sharded_index_finds_the_exact_neighbours(local_ray, embeddings, tmp_path, kind):
+def test_the_sharded_index_finds_the_exact_neighbours(local_ray, embeddings, tmp_path, kind, monkeypatch):
+    monkeypatch.setattr("search.index.PART_ROWS", 800)     # three Ray parts to merge, and three blocks to scan
     info = build_sharded_index(embeddings, tmp_path / "idx", kind, exact_limit=100)
     assert (info["kind"], info["nlist"], info["n"]) == (kind, 64, N)
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == sorted(
