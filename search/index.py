@@ -4,15 +4,17 @@ gallery of `evaluate.py neighbours --index`), and `open_gallery` gives a search 
 the dataset embedded then and there.
 
 Up to an exact limit the index is exact (a flat L2 scan). Past it, an IVF index: k-means cells trained on a
-sample, each group of shards added to a copy of the trained index by a Ray task, and the parts merged on disk
-(FAISS OnDiskInvertedLists, `faiss.contrib.ondisk.merge_ondisk`), so the inverted lists are a file that queries
-memory-map and the gallery may be larger than memory. The number of cells grows as √N and the cells probed with
-it; `ivf-pq` (auto's choice for the largest galleries) stores 16× smaller codes per vector and re-ranks 8× k
-candidates by their exact distance, read from a memory-mapped copy of the vectors. Every choice is recorded in
-index.json.
+sample, each group of shards added to a copy of the trained index by a Ray task, and the parts merged.
+`ivf-flat` merges them on disk (FAISS OnDiskInvertedLists, `faiss.contrib.ondisk.merge_ondisk`), so its lists
+are a file that queries memory-map. `ivf-pq` (auto's choice for the largest galleries) keeps 4-bit PQ codes (one
+byte per 4 float32 components, 16× smaller) in memory, laid out for FAISS' fast-scan SIMD kernels, and re-ranks
+RERANK_FACTOR × k candidates by their exact distance, read from a memory-mapped copy of the vectors; its cells
+are trained by two-level k-means and its nprobe is the smallest that reaches RECALL_TARGET on HELD_OUT gallery
+vectors. Every choice is recorded in index.json.
 
-IDX/ holds index.json, index.faiss (+ lists.ivfdata for IVF), labels.npy, rows.parquet (dataset_index and the
-source's metadata per row) and, for re-ranking, vectors.npy.
+IDX/ holds index.json, index.faiss (+ lists.ivfdata for ivf-flat, and for ivf-pq folders written before
+fast-scan), labels.npy, rows.parquet (dataset_index and the source's metadata per row) and, for re-ranking,
+vectors.npy.
 """
 from __future__ import annotations
 
@@ -51,7 +53,9 @@ from search.shards import (
     shards_dimension,
 )
 
-RERANK_FACTOR = 8           # ivf-pq: candidates re-ranked exactly per neighbour asked
+RERANK_FACTOR = 32          # ivf-pq: candidates re-ranked exactly per neighbour asked (4-bit codes rank coarsely)
+RECALL_TARGET = 0.96        # ivf-pq: recall@10 its nprobe must reach on held-out gallery vectors (0.95 + a margin
+HELD_OUT = 500              # for fresh queries); that many gallery vectors, each searched for its neighbours but itself
 PART_ROWS = 1_000_000       # at most this many vectors per Ray task adding shards (its part is held in memory)
 IVF_FLAT_LIMIT = 2_000_000  # auto: more vectors than this get PQ codes (ivf-flat's lists: 4 bytes a component)
 MAX_CELLS = 65_536
@@ -61,9 +65,10 @@ INFO = "index.json"
 def index_parameters(n: int, dimension: int, kind: str = "auto", exact_limit: int = EXACT_LIMIT,
                      rerank: bool = True) -> dict:
     """The index kind and its parameters for n vectors. auto: exact up to `exact_limit`, ivf-flat up to
-    IVF_FLAT_LIMIT, then ivf-pq, whose 16× smaller codes let a query scan 4× more cells in less time. nlist ≈ √N
-    cells (a power of two), 64 training vectors per cell; nprobe = nlist / 32 of them searched (16 to 64), with
-    PQ nlist / 16 (16 to 256); PQ with one byte per 4 components."""
+    IVF_FLAT_LIMIT, then ivf-pq, whose 16× smaller codes, scanned by SIMD, let a query scan many more cells in
+    less time. nlist ≈ √N cells (a power of two), 64 training vectors per cell; nprobe = nlist / 32 of them
+    searched (16 to 64) for ivf-flat; for ivf-pq a first guess (nlist / 16, 16 to 256) that the build replaces by
+    the one measured to reach RECALL_TARGET. PQ: one 4-bit code per pair of components (fast-scan)."""
     if kind not in KINDS:
         raise DataError(f"unknown index kind '{kind}'. Choose one of: {', '.join(KINDS)}")
     if kind == "auto":
@@ -77,14 +82,30 @@ def index_parameters(n: int, dimension: int, kind: str = "auto", exact_limit: in
         parameters.update(nlist=nlist, nprobe=min(nlist, max(16, min(most, nlist // share))),
                           train_size=min(n, max(64 * nlist, 10_000)))
     if kind == "ivf-pq":
-        parameters["pq_bytes"] = max(m for m in range(1, max(1, dimension // 4) + 1) if dimension % m == 0)
-        parameters["rerank"] = RERANK_FACTOR if rerank else 0
+        codes = max(m for m in range(1, max(1, dimension // 2) + 1) if dimension % m == 0)
+        parameters.update(pq=f"{codes}x4fs", lists="memory", rerank=RERANK_FACTOR if rerank else 0)
+        if rerank:      # the exact vectors kept for re-ranking give the held-out neighbours nprobe is chosen by
+            parameters["recall_target"] = RECALL_TARGET
     return parameters
 
 
 def factory_string(parameters: dict) -> str:
-    codes = f"PQ{parameters['pq_bytes']}np" if parameters["kind"] == "ivf-pq" else "Flat"  # np: no polysemous
+    """The FAISS index built and merged: ivf-pq's codes as a plain IVFPQ of 4-bit codes (`np`: no polysemous
+    training), turned into fast-scan once merged (FAISS 1.15.1 crashed merging fast-scan parts of 1M vectors)."""
+    codes = "PQ" + parameters["pq"].replace("fs", "np") if parameters["kind"] == "ivf-pq" else "Flat"
     return f"IVF{parameters['nlist']},{codes}"
+
+
+def train_cells(index: faiss.Index, sample: np.ndarray) -> None:
+    """Trains an IVF index on `sample`; ivf-pq's many cells by two-level k-means (√nlist coarse clusters, each
+    split in proportion to its share of the sample: far fewer distances than one k-means over every cell)."""
+    from faiss.contrib.clustering import two_level_clustering
+
+    if isinstance(index, faiss.IndexIVFPQ):
+        centroids, _ = two_level_clustering(sample, int(math.sqrt(index.nlist)), index.nlist)
+        index.quantizer.train(centroids)
+        index.quantizer.add(centroids)
+    index.train(sample)
 
 
 def training_sample(shards: list[Path], n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -115,7 +136,8 @@ def shard_groups(shards: list[Path], shard_rows: int, workers: int) -> list[list
 
 def build_ivf(folder: Path, shards: list[Path], manifest: dict, parameters: dict, dimension: int,
               address: str | None) -> faiss.Index:
-    """Trains the cells on a sample, adds shard groups in Ray tasks, merges their lists into lists.ivfdata."""
+    """Trains the cells on a sample, adds shard groups in Ray tasks, merges their lists: into lists.ivfdata for
+    ivf-flat, in memory for ivf-pq (fast-scan lists have no on-disk form)."""
     import ray
     from faiss.contrib.ondisk import merge_ondisk
     from tqdm import tqdm
@@ -123,7 +145,7 @@ def build_ivf(folder: Path, shards: list[Path], manifest: dict, parameters: dict
     workers = connect(address)
     trained = faiss.index_factory(dimension, factory_string(parameters))
     print(f"training {parameters['nlist']} cells on {parameters['train_size']:,} vectors")
-    trained.train(training_sample(shards, manifest["n"], parameters["train_size"]))
+    train_cells(trained, training_sample(shards, manifest["n"], parameters["train_size"]))
     blob = ray.put(faiss.serialize_index(trained))
     groups = shard_groups(shards, manifest["shard_rows"], workers)
     parts = [str(folder / f"part-{k:04d}.index") for k in range(len(groups))]
@@ -134,8 +156,14 @@ def build_ivf(folder: Path, shards: list[Path], manifest: dict, parameters: dict
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             bar.update(ray.get(done[0]))
-    with native_output_held(1):  # FAISS prints the size of the lists file it grows
-        merge_ondisk(trained, parts, str(folder / "lists.ivfdata"))
+    if parameters.get("lists") == "memory":
+        for part in parts:
+            trained.merge_from(faiss.read_index(part), 0)
+        # a fast-scan copy of the codes that owns its coarse quantizer (the conversion only points at trained's)
+        trained = faiss.deserialize_index(faiss.serialize_index(faiss.IndexIVFPQFastScan(trained)))
+    else:
+        with native_output_held(1):  # FAISS prints the size of the lists file it grows
+            merge_ondisk(trained, parts, str(folder / "lists.ivfdata"))
     for part in parts:
         Path(part).unlink()
     faiss.extract_index_ivf(trained).nprobe = parameters["nprobe"]
@@ -196,8 +224,12 @@ def build_sharded_index(embeddings: str | Path, out: str | Path, kind: str = "au
             index = build_in_memory(shards, parameters, dimension)
         faiss.write_index(index, str(folder / "index.faiss"))
         write_rows(folder, shards, manifest["n"], dimension, bool(parameters.get("rerank")))
-        info.update(dimension=dimension, build_seconds=time.perf_counter() - started,
-                    bytes_on_disk=folder_bytes(folder))
+        info.update(dimension=dimension, bytes_on_disk=folder_bytes(folder))
+        if "recall_target" in info:
+            write_json(folder / INFO, info)
+            print(f"choosing nprobe for recall@10 {info['recall_target']} on {HELD_OUT} held-out vectors")
+            info.update(choose_nprobe(ShardedIndex(folder), info["recall_target"]))
+        info["build_seconds"] = time.perf_counter() - started
         write_json(folder / INFO, info)
 
     write_atomic(out, write)
@@ -216,7 +248,8 @@ class ShardedIndex:
         self.info = read_info(self.folder)
         rebuild = rebuild_advice(self.folder, self.info)
         n, dimension = self.info["n"], self.info["dimension"]
-        needed = ["index.faiss", "labels.npy", "rows.parquet"] + (["lists.ivfdata"] if "nlist" in self.info else []) \
+        on_disk = "nlist" in self.info and self.info.get("lists", "disk") == "disk"    # all IVF before fast-scan
+        needed = ["index.faiss", "labels.npy", "rows.parquet"] + (["lists.ivfdata"] if on_disk else []) \
             + (["vectors.npy"] if self.info.get("rerank") else [])
         missing = [name for name in needed if not (self.folder / name).is_file()]
         if missing:
@@ -282,6 +315,47 @@ class ShardedIndex:
         order = np.argsort(squared, axis=1, kind="stable")[:, :k]
         rows = np.take_along_axis(np.where(found, candidates, -1), order, 1)
         return np.take_along_axis(squared, order, 1).astype(np.float32), rows
+
+
+def held_out_neighbours(vectors: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The exact k nearest gallery rows of each of the gallery rows `rows` but itself, scanning `vectors` (the
+    memory-mapped gallery) a block at a time."""
+    queries = np.ascontiguousarray(vectors[rows])
+    heap = faiss.ResultHeap(len(rows), k + 1)
+    for start in range(0, len(vectors), PART_ROWS):
+        distances, found = faiss.knn(queries, np.ascontiguousarray(vectors[start:start + PART_ROWS]), k + 1)
+        heap.add_result(distances, np.where(found >= 0, found + start, -1))
+    heap.finalize()
+    return but_themselves(heap.I, rows, k)
+
+
+def but_themselves(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The first k of each row's k + 1 neighbours that are not that row itself."""
+    return np.stack([neighbours[neighbours != row][:k] for neighbours, row in zip(found, rows)])
+
+
+def choose_nprobe(index: ShardedIndex, target: float, held_out: int = HELD_OUT, k: int = 10, seed: int = 0) -> dict:
+    """The fewest cells to probe for recall@k ≥ `target` on `held_out` gallery vectors searched as queries (each
+    one's own row left out): a bisection over nprobe ≈ 2^(i/4), as recall grows with nprobe. The whole index when
+    no smaller nprobe reaches it. Returns nprobe, the recall measured there and the number of held-out vectors."""
+    rows = np.sort(np.random.default_rng(seed).choice(len(index), min(held_out, len(index) - 1), replace=False))
+    truth = held_out_neighbours(index.vectors, rows, k)
+    queries = np.asarray(index.vectors[rows])
+    ivf = faiss.extract_index_ivf(index.index)
+    steps = sorted({min(ivf.nlist, round(2 ** (i / 4))) for i in range(4 * math.ceil(math.log2(ivf.nlist)) + 1)})
+
+    def recall(nprobe: int) -> float:
+        ivf.nprobe = nprobe
+        found = but_themselves(index.search(queries, k + 1)[1], rows, k)
+        return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
+
+    low, high, measured = -1, len(steps) - 1, {}     # steps[high] reaches the target or is the whole index
+    while high - low > 1:
+        middle = (low + high) // 2
+        measured[middle] = recall(steps[middle])
+        low, high = (low, middle) if measured[middle] >= target else (middle, high)
+    return {"nprobe": steps[high], "held_out_recall": round(measured.get(high) or recall(steps[high]), 4),
+            "held_out": len(rows)}
 
 
 def rebuild_advice(folder: Path, info: dict) -> str:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 import cli
@@ -218,16 +219,46 @@ def test_scorers_train_on_scored_fields_and_score_what_they_learned():
     assert score["images_per_s"] > 0
 
 
+def test_the_encoder_gallery_is_lower_dimensional_than_the_isotropic_one(tmp_path):
+    """Both galleries are 64-d; most of the encoder gallery's variance lies in a few principal components, as in the
+    encoder's own vectors its mixture was fitted to, while the isotropic one (1,000 clusters, as in a gallery of
+    1M) spreads it over all of them."""
+    from sklearn.decomposition import PCA
+
+    from search.shards import open_embeddings, read_columns, shard_vectors
+    from search.synthetic import ENCODER_MIXTURE, write_synthetic
+
+    explained = {}
+    for gallery in ("isotropic", "encoder"):
+        assert write_synthetic(tmp_path / gallery, 20_000, 64, gallery=gallery, shard_rows=5_000, cluster_size=20) == 64
+        shards = open_embeddings(tmp_path / gallery)[1]
+        vectors = np.concatenate([shard_vectors(table) for _, table in read_columns(shards, ["embedding"])])
+        assert vectors.shape == (20_000, 64) and np.load(tmp_path / gallery / "queries.npy").shape == (1_000, 64)
+        explained[gallery] = np.cumsum(PCA().fit(vectors).explained_variance_ratio_)
+    assert explained["encoder"][15] > 0.9 > 0.4 > explained["isotropic"][15]
+    fitted = np.load(ENCODER_MIXTURE)
+    np.testing.assert_allclose(explained["encoder"][15], fitted["explained"][:16].sum() / fitted["explained"][:64].sum(),
+                               atol=0.02)
+
+
 @pytest.mark.slow
 def test_the_search_benchmark_writes_its_table_and_json(tmp_path, capsys):
-    evaluate.main(["benchmark", "--modes", "search", "--sizes", "2k", "--kinds", "flat", "--out", str(tmp_path)])
+    evaluate.main(["benchmark", "--modes", "search", "--sizes", "2k", "--kinds", "flat", "--gallery", "encoder",
+                   "--out", str(tmp_path)])
     result = json.loads((tmp_path / "search.json").read_text())
     (record,) = result["records"]
-    assert (record["n"], record["kind"], record["recall_at_10"], record["parameters"]) == (2000, "flat", 1.0, {})
-    assert record["single"]["p50_ms"] <= record["single"]["p99_ms"] and record["disk_mb"] > 2000 * 64 * 4 / 2**20
+    assert (record["gallery"], record["n"], record["kind"], record["recall_at_10"], record["parameters"]) == (
+        "encoder", 2000, "flat", 1.0, {})
+    single = record["single"]
+    assert single["p50_ms"] <= single["p99_ms"] and single["cpu_p50_ms"] <= single["cpu_p99_ms"]
+    assert record["dimension"] == 64 and record["disk_mb"] > 2000 * 64 * 4 / 2**20
     table = (tmp_path / "search.md").read_text()
-    assert table.splitlines()[4].startswith("| 2,000 | flat | - | ") and table.splitlines()[4].endswith("| 1.000 |")
+    assert table.splitlines()[4].startswith("| encoder | 2,000 | flat | - | ")
+    assert table.splitlines()[4].endswith("| 1.000 |")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["search.json", "search.md"]
     with pytest.raises(SystemExit):
         evaluate.build_parser().parse_args(["benchmark", "--modes", "search", "--sizes", "12"])
     assert "expected sizes of at least 1000 such as 100k,1M, got '12'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.build_parser().parse_args(["benchmark", "--modes", "search", "--gallery", "gaia"])
+    assert "unknown gallery 'gaia', use some of isotropic,encoder" in capsys.readouterr().err

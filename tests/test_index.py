@@ -1,5 +1,6 @@
-"""evaluate.py index: the sharded IVF index (Ray tasks, lists merged on disk) finds what exact search finds, its
-parameters follow the gallery's size, load_index opens folders and .npz files alike, and a damaged index or
+"""evaluate.py index: the sharded IVF index (Ray tasks, lists merged on disk or, fast-scan PQ, in memory) finds
+what exact search finds, its parameters follow the gallery's size, ivf-pq's nprobe is the one that reaches its
+recall target on held-out vectors, folders of the on-disk ivf-pq before it still load, load_index opens folders and .npz files alike, and a damaged index or
 embeddings folder stops the command with one line naming the file and what to do."""
 import json
 import shutil
@@ -42,15 +43,19 @@ def exact(vectors, queries):
 
 
 @pytest.mark.parametrize("kind", ["ivf-flat", "ivf-pq"])
-def test_the_sharded_index_finds_the_exact_neighbours(local_ray, embeddings, tmp_path, kind):
+def test_the_sharded_index_finds_the_exact_neighbours(local_ray, embeddings, tmp_path, kind, monkeypatch):
+    monkeypatch.setattr("search.index.PART_ROWS", 800)     # three Ray parts to merge, and three blocks to scan
     info = build_sharded_index(embeddings, tmp_path / "idx", kind, exact_limit=100)
-    assert (info["kind"], info["nlist"], info["nprobe"], info["n"]) == (kind, 64, 16, N)
+    assert (info["kind"], info["nlist"], info["n"]) == (kind, 64, N)
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == sorted(
-        ["index.json", "index.faiss", "lists.ivfdata", "labels.npy", "rows.parquet"]
-        + (["vectors.npy"] if kind == "ivf-pq" else []))
+        ["index.json", "index.faiss", "labels.npy", "rows.parquet"]
+        + (["vectors.npy"] if kind == "ivf-pq" else ["lists.ivfdata"]))
     index = load_index(tmp_path / "idx")
     assert isinstance(faiss.downcast_InvertedLists(faiss.extract_index_ivf(index.index).invlists),
-                      faiss.OnDiskInvertedLists)
+                      faiss.BlockInvertedLists if kind == "ivf-pq" else faiss.OnDiskInvertedLists)
+    if kind == "ivf-pq":    # nprobe measured on 500 gallery vectors: the first that reaches the target
+        assert info["nprobe"] < 64 and info["held_out"] == 500 and info["held_out_recall"] >= info["recall_target"]
+        assert isinstance(index.index, faiss.IndexIVFPQFastScan)
     queries = np.load(embeddings / "queries.npy")[:200]
     distances, rows = index.search(queries, K)
     exact_squared, exact_rows = exact(all_vectors(embeddings), queries)
@@ -59,7 +64,8 @@ def test_the_sharded_index_finds_the_exact_neighbours(local_ray, embeddings, tmp
     assert recall >= 0.95
     found = rows[:, 0] == exact_rows[:, 0]
     np.testing.assert_allclose(distances[found, 0], exact_squared[found, 0] / D, rtol=1e-4)  # exact after re-ranking
-    assert len(index) == N and json.loads((tmp_path / "idx" / "index.json").read_text())["nprobe"] == 16
+    assert len(index) == N and faiss.extract_index_ivf(index.index).nprobe == (info["nprobe"] if kind == "ivf-pq"
+                                                                                else 16)
     import pyarrow.parquet as pq
 
     written = [pq.read_table(path, columns=["label"]).column("label").to_numpy()
@@ -87,10 +93,13 @@ def test_small_galleries_are_exact_and_npz_galleries_load_the_same_way(embedding
 def test_parameters_grow_with_the_gallery():
     assert index_parameters(50_000, 64) == {"kind": "flat"}
     assert index_parameters(1_000_000, 64) == {"kind": "ivf-flat", "nlist": 1024, "nprobe": 32, "train_size": 65_536}
-    assert index_parameters(10_000_000, 64) == {"kind": "ivf-pq", "nlist": 4096, "nprobe": 256,
-                                                "train_size": 262_144, "pq_bytes": 16, "rerank": 8}
+    assert index_parameters(10_000_000, 64) == {
+        "kind": "ivf-pq", "nlist": 4096, "nprobe": 256, "train_size": 262_144, "pq": "32x4fs", "lists": "memory",
+        "rerank": 32, "recall_target": 0.96}
     assert index_parameters(10_000_000, 64, "ivf-flat")["nprobe"] == 64
-    assert index_parameters(10_000_000, 12, "ivf-pq", rerank=False)["pq_bytes"] == 3
+    assert index_parameters(10_000_000, 12, "ivf-pq", rerank=False) == {
+        "kind": "ivf-pq", "nlist": 4096, "nprobe": 256, "train_size": 262_144, "pq": "6x4fs", "lists": "memory",
+        "rerank": 0}
     assert index_parameters(1_000_000, 12, "hnsw")["links"] == 32
 
 
@@ -103,14 +112,43 @@ def test_folders_that_are_no_index_or_no_finished_embedding_are_refused(embeddin
         build_sharded_index(embeddings, tmp_path / "idx")
 
 
+def test_an_ivf_pq_folder_with_on_disk_lists_still_loads_and_re_ranks(built, embeddings, tmp_path):
+    """The ivf-pq folder written before fast-scan: 8-bit PQ codes in lists.ivfdata, index.json without "lists"."""
+    from faiss.contrib.ondisk import merge_ondisk
+
+    idx = shutil.copytree(built / "ivf-pq", tmp_path / "idx")
+    vectors = all_vectors(embeddings)
+    index = faiss.index_factory(D, "IVF64,PQ4np")
+    index.train(vectors)
+    part = faiss.deserialize_index(faiss.serialize_index(index))
+    part.add(vectors)
+    faiss.write_index(part, str(tmp_path / "part.index"))
+    merge_ondisk(index, [str(tmp_path / "part.index")], str(idx / "lists.ivfdata"))
+    faiss.write_index(index, str(idx / "index.faiss"))
+    info = json.loads((idx / "index.json").read_text())
+    info = {key: value for key, value in info.items() if key not in ("lists", "pq", "recall_target")}
+    (idx / "index.json").write_text(json.dumps({**info, "nprobe": 16, "pq_bytes": 4, "rerank": 8}))
+    loaded = load_index(idx)
+    assert isinstance(faiss.downcast_InvertedLists(faiss.extract_index_ivf(loaded.index).invlists),
+                      faiss.OnDiskInvertedLists) and faiss.extract_index_ivf(loaded.index).nprobe == 16
+    queries = np.load(embeddings / "queries.npy")[:100]
+    recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(loaded.search(queries, K)[1],
+                                                                exact(vectors, queries)[1])])
+    assert recall >= 0.95
+    (idx / "lists.ivfdata").unlink()
+    with pytest.raises(DataError, match="has no lists.ivfdata"):
+        load_index(idx)
+
+
 # A damaged index folder or embeddings folder stops with one line naming the file ---------------------------------
 
 @pytest.fixture(scope="module")
 def built(local_ray, embeddings, tmp_path_factory):
-    """A flat index and an ivf-pq one (on-disk lists, vectors.npy for re-ranking) of the embeddings, built once."""
+    """A flat index, an ivf-flat one (on-disk lists) and an ivf-pq one (vectors.npy for re-ranking) of the
+    embeddings, built once."""
     folder = tmp_path_factory.mktemp("built")
-    build_sharded_index(embeddings, folder / "flat")
-    build_sharded_index(embeddings, folder / "ivf-pq", "ivf-pq")
+    for kind in ("flat", "ivf-flat", "ivf-pq"):
+        build_sharded_index(embeddings, folder / kind, kind)
     return folder
 
 
@@ -158,13 +196,13 @@ def test_a_damaged_index_folder_is_refused_naming_the_file(built, embeddings, ki
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("name, start", [
-    ("index.faiss", "{idx}/index.faiss cannot be read by FAISS ("),
-    ("lists.ivfdata", "{idx}/lists.ivfdata is truncated: 1,000 bytes, its index lists "),
-    ("rows.parquet", "{idx}/rows.parquet cannot be read ("),
+@pytest.mark.parametrize("kind, name, start", [
+    ("ivf-pq", "index.faiss", "{idx}/index.faiss cannot be read by FAISS ("),
+    ("ivf-flat", "lists.ivfdata", "{idx}/lists.ivfdata is truncated: 1,000 bytes, its index lists "),
+    ("ivf-pq", "rows.parquet", "{idx}/rows.parquet cannot be read ("),
 ])
-def test_a_truncated_faiss_or_parquet_file_is_refused_naming_it(built, embeddings, name, start, tmp_path):
-    idx = shutil.copytree(built / "ivf-pq", tmp_path / "idx")
+def test_a_truncated_faiss_or_parquet_file_is_refused_naming_it(built, embeddings, kind, name, start, tmp_path):
+    idx = shutil.copytree(built / kind, tmp_path / "idx")
     truncate(name, 1000)(idx)
     with pytest.raises(DataError) as refused:
         load_index(idx)

@@ -1,11 +1,12 @@
 """How the survey-scale search scales (`evaluate.py benchmark --modes search,embed`).
 
-search: for each size, synthetic clustered vectors (search.synthetic: a Gaussian mixture, 1,000 vectors per
-cluster) are written as the Parquet shards of `evaluate.py embed`, indexed by `build_sharded_index` (the real
-path: Ray tasks, lists merged on disk) and opened by `load_index`. Each record has the build time, the folder's
-size on disk, the process memory the open index holds after answering (anonymous, and file pages mapped in),
-single-query and 100-query batch latency (p50/p99), and recall@10 of 1,000 fresh queries against exact search,
-computed by scanning the shards one at a time.
+search: for each size, synthetic vectors of a gallery (search.synthetic: `isotropic` clusters of 1,000, or
+`encoder`, drawn from a model of the shipped encoder's vectors) are written as the Parquet shards of `evaluate.py
+embed`, indexed by `build_sharded_index` (the real path: Ray tasks, lists merged) and opened by `load_index`.
+Each record has the build time, the folder's size on disk, the process memory the open index holds after
+answering (anonymous, and file pages mapped in), single-query and 100-query batch latency (p50/p99, wall-clock
+and the process's CPU time, which other jobs on a shared machine do not inflate), and recall@10 of 1,000 fresh
+queries against exact search, computed by scanning the shards one at a time.
 
 embed: the same images (a Galaxy10-format HDF5 file) embedded in one process (`embed_source`) and into shards on
 a pool of Ray workers (`embed_shards`, Ray start-up and model loading included), with the largest difference
@@ -40,14 +41,18 @@ def memory_mb() -> dict[str, float]:
     return {key: int(fields[key].split()[0]) / 1024 for key in ("RssAnon", "RssFile")}
 
 
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    return {"p50_ms": 1000 * float(np.percentile(seconds, 50)), "p99_ms": 1000 * float(np.percentile(seconds, 99))}
+def percentiles(times: list[tuple[float, float]]) -> dict[str, float]:
+    """p50 and p99 in ms of (wall, CPU) seconds: p50_ms, p99_ms (wall) and cpu_p50_ms, cpu_p99_ms."""
+    wall, cpu = np.asarray(times).T
+    return {"p50_ms": 1000 * float(np.percentile(wall, 50)), "p99_ms": 1000 * float(np.percentile(wall, 99)),
+            "cpu_p50_ms": 1000 * float(np.percentile(cpu, 50)), "cpu_p99_ms": 1000 * float(np.percentile(cpu, 99))}
 
 
-def timed(call) -> float:
-    started = time.perf_counter()
+def timed(call) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (all of this process's threads) of `call()`."""
+    started, cpu = time.perf_counter(), time.process_time()
     call()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def query_index(folder: Path, queries: np.ndarray, truth: np.ndarray, sweep: tuple[float, ...]) -> list[dict]:
@@ -71,27 +76,28 @@ def query_index(folder: Path, queries: np.ndarray, truth: np.ndarray, sweep: tup
              "mapped_mb": after["RssFile"] - before["RssFile"]} for answer in answers]
 
 
-def measure_search(n: int, kind: str, work: Path, dimension: int = DIMENSION, seed: int = 0,
-                   sweep: tuple[float, ...] = (0.5, 1, 2)) -> list[dict]:
-    """Records of a `kind` index over n clustered vectors: build, disk, memory, latency and recall@10, one per
+def measure_search(n: int, kind: str, work: Path, gallery: str = "isotropic", dimension: int = DIMENSION,
+                   seed: int = 0, sweep: tuple[float, ...] = (0.5, 1, 2)) -> list[dict]:
+    """Records of a `kind` index over n vectors of `gallery`: build, disk, memory, latency and recall@10, one per
     nprobe of the sweep around the chosen one."""
     embeddings, folder = work / f"emb-{n}", work / f"idx-{n}-{kind}"
     if not embeddings.exists():
-        write_synthetic(embeddings, n, dimension, seed)
+        write_synthetic(embeddings, n, dimension, seed, gallery=gallery)
     queries = np.load(embeddings / "queries.npy")
     if not (embeddings / "truth.npy").exists():
         np.save(embeddings / "truth.npy", exact_neighbours(embeddings, queries))
     truth = np.load(embeddings / "truth.npy")
-    build = timed(lambda: build_sharded_index(embeddings, folder, kind))
+    build = timed(lambda: build_sharded_index(embeddings, folder, kind))[0]
     info = json.loads((folder / INFO).read_text())
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
         answers = child.submit(query_index, folder, queries, truth, sweep).result()
     shutil.rmtree(folder)
-    parameters = {key: info[key] for key in ("nlist", "pq_bytes", "rerank") if key in info}
+    parameters = {key: info[key] for key in ("nlist", "pq", "rerank") if key in info}
     records = []
     for answer in answers:
         nprobe = answer.pop("nprobe")
-        records.append({"mode": "search", "n": n, "dimension": dimension, "kind": info["kind"],
+        records.append({"mode": "search", "gallery": gallery, "n": n, "dimension": info["dimension"],
+                        "kind": info["kind"], "held_out_recall": info.get("held_out_recall"),
                         "parameters": {**parameters, **({"nprobe": nprobe} if nprobe else {})},
                         "build_s": build, "disk_mb": info["bytes_on_disk"] / 2**20, **answer})
     return records
@@ -112,9 +118,10 @@ def measure_embed(images: int, work: Path, model: str = "autoencoder", image_siz
             "limit": images}  # not the run's own --limit
     spec = gallery_spec(run, **data)
     vectors = {}
-    one = timed(lambda: vectors.update(embed_source(spec.open(), {"one": embedder(zoo.load(run), "latent")}, spec)[0]))
+    one = timed(lambda: vectors.update(embed_source(spec.open(), {"one": embedder(zoo.load(run), "latent")},
+                                                    spec)[0]))[0]
     workers = connect()
-    on_ray = timed(lambda: embed_shards(work / "emb", run, "latent", **data))
+    on_ray = timed(lambda: embed_shards(work / "emb", run, "latent", **data))[0]
     manifest, shards = open_embeddings(work / "emb")
     ray_vectors = np.concatenate([shard_vectors(table) for _, table in read_columns(shards, ["embedding"])])
     return {"mode": "embed", "model": model, "images": images, "image_size": image_size, "workers": workers,
@@ -124,8 +131,9 @@ def measure_embed(images: int, work: Path, model: str = "autoencoder", image_siz
 
 
 def run_scale(modes: tuple[str, ...], sizes: tuple[int, ...], kinds: tuple[str, ...], embed_images: int,
-              out: Path) -> dict:
-    """The machine and the records of `modes` (search, embed), working in a temporary folder inside `out`."""
+              out: Path, galleries: tuple[str, ...] = ("isotropic",)) -> dict:
+    """The machine and the records of `modes` (search, embed; search on each of `galleries`), working in a
+    temporary folder inside `out`."""
     import ray
 
     records: list[dict] = []
@@ -136,9 +144,10 @@ def run_scale(modes: tuple[str, ...], sizes: tuple[int, ...], kinds: tuple[str, 
         if "embed" in modes:
             records.append(measure_embed(embed_images, Path(work)))
             print(records[-1])
-        for n in sizes if "search" in modes else ():
-            for kind in dict.fromkeys(index_parameters(n, DIMENSION, kind)["kind"] for kind in kinds):
-                records.extend(measure_search(n, kind, Path(work)))
-                print(records[-1])
-            shutil.rmtree(Path(work) / f"emb-{n}")
+        for gallery in galleries if "search" in modes else ():
+            for n in sizes:
+                for kind in dict.fromkeys(index_parameters(n, DIMENSION, kind)["kind"] for kind in kinds):
+                    records.extend(measure_search(n, kind, Path(work), gallery))
+                    print(records[-1])
+                shutil.rmtree(Path(work) / f"emb-{n}")
     return result
