@@ -418,6 +418,7 @@ def report_figure(report: dict, summaries: list[Summary]):
         entries += [report["adversarial"]["scorer"]] if report.get("adversarial") else []
         means = np.array([e["mean"] for e in entries])
         errors = np.array([[e["mean"] - e["min"] for e in entries], [e["max"] - e["mean"] for e in entries]])
+        errors = np.maximum(errors, 0.0)    # a set scored all alike has a mean a rounding error outside min-max
         bars.bar(range(len(entries)), means, yerr=errors, capsize=4, color=[colours[name] for name in shown],
                  alpha=0.8)
         bars.set_xticks(range(len(entries)), shown)

@@ -98,7 +98,10 @@ def test_an_address_nobody_answers_stops_after_the_wait():
 
 
 def test_embed_on_a_ray_address_nobody_answers_says_so(monkeypatch, tmp_path):
+    import ray
+
     monkeypatch.setattr(search.shards, "JOIN_WAIT_S", 1)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh command, even beside the Ray tests
     with socket.create_server(("127.0.0.1", 0)) as listening:
         free = listening.getsockname()[1]
     with pytest.raises(DataError, match=rf"^no Ray cluster answers at 127.0.0.1:{free} after 1 s \(Connection "
