@@ -39,7 +39,7 @@ def add_benchmark(commands) -> None:
                         help="search: gallery sizes, comma-separated, k/M allowed (100k,1M,10M)")
     parser.add_argument("--kinds", type=cli.names_from(KINDS, "index kind"), default=("auto",),
                         help=f"search: index kinds, some of {','.join(KINDS)} (auto)")
-    parser.add_argument("--gallery", type=names_from(GALLERIES, "gallery"), default=("isotropic",),
+    parser.add_argument("--gallery", type=cli.names_from(GALLERIES, "gallery"), default=("isotropic",),
                         help="search: synthetic vectors, some of isotropic (clusters in every dimension) and "
                              "encoder (a model of the shipped encoder's vectors) (isotropic)")
     parser.add_argument("--embed-images", type=cli.positive_int, default=20_000,
