@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from core.errors import DataError
 from core.files import write_json
-from search.shards import MANIFEST, open_embeddings, read_columns, shard_path, shard_vectors, vectors_table, write_shard
 
+# search.shards (TensorFlow's data pipeline) and FAISS are imported where they are used: evaluate.py's parser reads
+# GALLERIES on machines that have neither.
 GALLERIES = ("isotropic", "encoder")
 ENCODER_MIXTURE = Path(__file__).with_name("encoder_mixture.npz")
 CLUSTER_SIZE = 1_000
@@ -81,6 +81,8 @@ def write_synthetic(folder: Path, n: int, dimension: int, seed: int = 0, shard_r
                     cluster_size: int = CLUSTER_SIZE, gallery: str = "isotropic") -> int:
     """Shards of n vectors of `gallery` as `evaluate.py embed` writes them, and QUERIES fresh queries (queries.npy);
     returns their dimension (`dimension` for isotropic galleries, the mixture's for encoder ones)."""
+    from search.shards import MANIFEST, shard_path, vectors_table, write_shard
+
     rng = np.random.default_rng(seed)
     draw, dimension = gallery_draw(gallery, n, dimension, rng, cluster_size)
     shards = -(-n // shard_rows)
@@ -98,6 +100,10 @@ def write_synthetic(folder: Path, n: int, dimension: int, seed: int = 0, shard_r
 
 def exact_neighbours(folder: Path, queries: np.ndarray, k: int = K) -> np.ndarray:
     """The exact k nearest rows of every query, one shard in memory at a time."""
+    import faiss
+
+    from search.shards import open_embeddings, read_columns, shard_vectors
+
     heap = faiss.ResultHeap(len(queries), k)
     for _, table in read_columns(open_embeddings(folder)[1], ["row", "embedding"]):
         shard = faiss.IndexFlatL2(queries.shape[1])
